@@ -1,0 +1,1 @@
+"""Measured latency tables shipped with hwnas (CSV + JSON metadata per device and backend)."""

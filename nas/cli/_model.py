@@ -1,0 +1,48 @@
+"""``nas model summary ARCH.json``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="inspect models built from archs")
+    cmds = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
+    p = cmds.add_parser("summary", help="params, MACs and a layer table of an arch JSON file")
+    p.add_argument("arch", help="arch JSON file (as written by `nas space preset` or `nas results --export-best`)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.set_defaults(func=_summary)
+
+
+def read_arch(path: str):  # noqa: ANN201 - returns nas.Arch
+    """Read an arch JSON file (a single arch, or the first line of a JSON-lines file)."""
+    from nas import Arch
+    from nas._errors import HwnasError
+
+    file = Path(path)
+    if not file.is_file():
+        raise HwnasError(f"arch file {path!r} does not exist")
+    text = file.read_text().strip()
+    lines = text.splitlines()
+    if len(lines) > 1 and lines[0].startswith("{") and lines[0].endswith("}"):  # JSON lines: take the first
+        text = lines[0]
+    return Arch.from_json(text, source=path)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from nas import count_macs, count_params, layer_table
+
+    arch = read_arch(args.arch)
+    rows = layer_table(arch, args.num_classes, args.in_channels)
+    width = max(len(r["spec"]) for r in rows)
+    print(f"{'layer':9s} {'spec':{width}s} {'input':>14s} {'output':>14s} {'params':>10s} {'MMACs':>9s}")
+    for r in rows:
+        print(f"{r['layer']:9s} {r['spec']:{width}s} {r['input']:>14s} {r['output']:>14s} "
+              f"{r['params']:>10,d} {r['macs'] / 1e6:>9.2f}")
+    params = count_params(arch, args.num_classes, args.in_channels)
+    macs = count_macs(arch, args.num_classes, args.in_channels)
+    print(f"total: {params:,} params ({params / 1e6:.2f} M), {macs / 1e6:.1f} M MACs "
+          f"at {arch.resolution}x{arch.resolution}, {len(arch.blocks)} blocks")
+    return 0

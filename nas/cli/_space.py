@@ -1,0 +1,107 @@
+"""``nas space list|show|sample|preset``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    space = sub.add_parser("space", help="inspect and sample search spaces")
+    cmds = space.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
+
+    p = cmds.add_parser("list", help="built-in spaces and presets")
+    p.set_defaults(func=_list)
+
+    p = cmds.add_parser("show", help="a space's choices, size and presets")
+    p.add_argument("space", help="built-in name or path to a YAML file")
+    _add_space_args(p)
+    p.set_defaults(func=_show)
+
+    p = cmds.add_parser("sample", help="random archs as JSON lines")
+    p.add_argument("space", help="built-in name or path to a YAML file")
+    p.add_argument("-n", type=int, default=1, help="number of archs (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unique", action="store_true", help="resample until N distinct archs")
+    _add_space_args(p)
+    p.set_defaults(func=_sample)
+
+    p = cmds.add_parser("preset", help="a named arch (e.g. mnasnet_b1) as JSON")
+    p.add_argument("name")
+    p.add_argument("--resolution", type=int, default=None)
+    p.set_defaults(func=_preset)
+
+
+def _add_space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolutions", type=int, nargs="+", default=None, help="override the resolution list")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--in-channels", type=int, default=None)
+    p.add_argument("--width-mult", type=float, default=None)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from nas import load_space
+
+    return load_space(args.space, resolutions=args.resolutions, num_classes=args.num_classes,
+                      in_channels=args.in_channels, width_mult=args.width_mult)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from nas import list_spaces, load_space
+
+    for name in list_spaces():
+        space = load_space(name)
+        print(f"{name:10s} {space.description}")
+        for preset in space.preset_names:
+            print(f"  preset {preset:18s} {space.preset_description(preset)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    space = _load(args)
+    print(f"{space.name}: {space.description}")
+    print(f"  classes {space.num_classes}, input channels {space.in_channels}, "
+          f"resolutions {list(space.resolutions)}, width_mult {space.width_mult}")
+    print(f"  size {space.size():,} archs ({space.size():.3e}); {len(space.dims)} named choices")
+    print(f"  stem {space.stem.short()} {space.stem.act}; head {space.head}")
+    for i, st in enumerate(space.stages):
+        fixed = " ".join(f"{k}={v}" for k, v in st.fixed.items())
+        choices = " ".join(f"{k}{'[layer]' if k in st.per_layer else ''}={list(v)}" for k, v in st.choices.items())
+        print(f"  stage {i}: stride {st.stride} act {st.act} | fixed: {fixed or '-'} | choices: {choices or '-'}")
+    for preset in space.preset_names:
+        print(f"  preset {preset}: {space.preset_description(preset)}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from nas._errors import HwnasError
+
+    if args.n < 1:
+        raise HwnasError(f"-n must be at least 1, got {args.n}")
+    space = _load(args)
+    rng = np.random.default_rng(args.seed)
+    seen = set()
+    tries = 0
+    while len(seen) < args.n if args.unique else tries < args.n:
+        arch = space.sample(rng)
+        tries += 1
+        if args.unique:
+            if arch in seen:
+                if tries > 100 * args.n:
+                    raise HwnasError(f"space {space.name!r} has fewer than {args.n} distinct archs")
+                continue
+            seen.add(arch)
+        sys.stdout.write(arch.to_json() + "\n")
+    return 0
+
+
+def _preset(args: argparse.Namespace) -> int:
+    from nas import load_preset
+
+    resolutions = [args.resolution] if args.resolution is not None else None
+    _, arch = load_preset(args.name, resolutions=resolutions)
+    print(arch.to_json(indent=2))
+    return 0
