@@ -53,18 +53,22 @@ def to_tensors(
     n, c, h, w = images.shape
     oh, ow = _size(resolution, h, w)
     x = torch.empty((n, c, oh, ow), dtype=dtype, device=device)
-    mean = torch.tensor(dataset.mean, dtype=dtype, device=device).view(1, c, 1, 1)
-    std = torch.tensor(dataset.std, dtype=dtype, device=device).view(1, c, 1, 1)
+    # x -> x * scale + shift folds the /255 and the standardization into two passes.
+    mean = np.asarray(dataset.mean if normalize else (0.0,) * c, dtype=np.float64)
+    std = np.asarray(dataset.std if normalize else (1.0,) * c, dtype=np.float64)
+    scale = torch.tensor(1.0 / (255.0 * std), dtype=dtype, device=device).view(1, c, 1, 1)
+    shift = torch.tensor(-mean / std, dtype=dtype, device=device).view(1, c, 1, 1)
+    resize = (oh, ow) != (h, w)
     for s in range(0, n, _CHUNK):
-        chunk = torch.tensor(images[s : s + _CHUNK], device=device).to(dtype).div_(255.0)
-        if (oh, ow) != (h, w):
+        out = x[s : s + _CHUNK]
+        chunk = torch.from_numpy(np.array(images[s : s + _CHUNK])).to(device)
+        if resize:
             chunk = F.interpolate(
-                chunk, size=(oh, ow), mode="bilinear", align_corners=False,
+                chunk.to(dtype), size=(oh, ow), mode="bilinear", align_corners=False,
                 antialias=oh < h or ow < w,
             )  # fmt: skip
-        if normalize:
-            chunk = chunk.sub_(mean).div_(std)
-        x[s : s + _CHUNK] = chunk
+        out.copy_(chunk)
+        out.mul_(scale).add_(shift)
     y = torch.tensor(np.asarray(labels, dtype=np.int64), device=device)
     return x, y
 

@@ -28,7 +28,8 @@ CIFAR10_CLASSES: tuple[str, ...] = (
 CIFAR10_HINT = (
     "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
     "on a machine with network, extract it (tar xzf) and pass the resulting "
-    "cifar-10-batches-py directory (or its parent) as root= or via $HWNAS_DATA_DIR"
+    "cifar-10-batches-py directory (or its parent) as root= or place it at "
+    "$HWNAS_DATA_DIR/cifar-10-batches-py"
 )
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES: tuple[str, ...] = ("test_batch",)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._cifar import CIFAR10_HINT, find_cifar10_dir, load_cifar10_split, read_cifar10_class_names
 from ._idx import has_idx_files, load_idx_split
-from ._types import DataSplits, DatasetNotFoundError, ImageDataset, channel_stats
+from ._types import DataSplits, DatasetNameError, DatasetNotFoundError, ImageDataset, channel_stats
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -34,7 +34,10 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 MNIST_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 
-_IDX_FILES_DESC = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz)"
+_IDX_FILES_DESC = (
+    "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte (optionally .gz)"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ _SPECS: dict[str, _Spec] = {
             ("/usr/share/datasets/fashion-mnist",),
             "install it with `apt-get install dataset-fashion-mnist` (puts the files in "
             f"/usr/share/datasets/fashion-mnist) or pass a directory holding {_IDX_FILES_DESC} "
-            f"as root= or via ${DATA_DIR_ENV}",
+            f"as root= or place it at ${DATA_DIR_ENV}/fashion-mnist",
         ),
         _Spec(
             "mnist",
@@ -67,7 +70,7 @@ _SPECS: dict[str, _Spec] = {
             ("mnist",),
             ("/usr/share/datasets/mnist",),
             f"fetch the four MNIST IDX files ({_IDX_FILES_DESC}) on a machine with network "
-            f"and pass their directory as root= or via ${DATA_DIR_ENV}",
+            f"and pass their directory as root= or place it at ${DATA_DIR_ENV}/mnist",
         ),
         _Spec(
             "cifar10",
@@ -91,7 +94,6 @@ _SPECS: dict[str, _Spec] = {
 _ALIASES = {
     "fashionmnist": "fashion_mnist",
     "fmnist": "fashion_mnist",
-    "fashion_mnist_tiny": "fashion_mnist_tiny",
     "cifar_10": "cifar10",
 }
 
@@ -127,11 +129,11 @@ def find_dataset_root(name: str, root: str | os.PathLike[str] | None = None) -> 
 
     Raises:
         DatasetNotFoundError: naming the paths searched and how to get the data.
-        ValueError: for an unknown name.
+        DatasetNameError: for an unknown name (a ValueError).
     """
     key = _canonical(name)
     if key is None:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
+        raise DatasetNameError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
     spec = _SPECS[key]
     if root is not None:
         candidates = [Path(root)]
@@ -152,16 +154,29 @@ def find_dataset_root(name: str, root: str | os.PathLike[str] | None = None) -> 
     raise DatasetNotFoundError(f"{key} not found (looked in: {where}); {spec.hint}", candidates[0])
 
 
-def _infer_spec(path: Path) -> _Spec:
-    if find_cifar10_dir(path) is not None:
-        return _SPECS["cifar10"]
+def _resolve_path(
+    path_like: str | os.PathLike[str], root: str | os.PathLike[str] | None
+) -> tuple[_Spec, Path]:
+    """Dataset spec and data directory for a directory given instead of a name."""
+    if root is not None:
+        raise DatasetNameError(
+            f"pass a dataset name with root=, or a directory alone; got {path_like!r} and root={root!r}"
+        )
+    text = os.fspath(path_like)
+    path = Path(path_like)
+    if isinstance(path_like, str) and os.sep not in text and not path.exists():
+        raise DatasetNameError(
+            f"unknown dataset {text!r}; known: {', '.join(available_datasets())} (or pass a directory)"
+        )
+    expected = f"expected {_IDX_FILES_DESC} or CIFAR-10 python batches (data_batch_1..5, test_batch)"
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"dataset directory {path} does not exist; {expected}", path)
+    cifar_dir = find_cifar10_dir(path)
+    if cifar_dir is not None:
+        return _SPECS["cifar10"], cifar_dir
     if has_idx_files(path):
-        return _SPECS["fashion_mnist" if "fashion" in str(path).lower() else "mnist"]
-    raise DatasetNotFoundError(
-        f"no dataset found in {path}: expected {_IDX_FILES_DESC} or CIFAR-10 python batches "
-        f"(data_batch_1..5, test_batch); {_SPECS['fashion_mnist'].hint}",
-        path,
-    )
+        return _SPECS["fashion_mnist" if "fashion" in text.lower() else "mnist"], path
+    raise DatasetNotFoundError(f"no dataset found in {path}: {expected}", path)
 
 
 def load_official(
@@ -173,24 +188,12 @@ def load_official(
     a directory's format is inferred (IDX files -> ``fashion_mnist`` class names if the
     path contains "fashion", else ``mnist``'s; CIFAR batches -> ``cifar10``).
     """
-    key = _canonical(os.fspath(name_or_path)) if isinstance(name_or_path, str) else None
+    key = _canonical(name_or_path) if isinstance(name_or_path, str) else None
     if key is not None:
         spec = _SPECS[key]
         directory = find_dataset_root(key, root)
     else:
-        if root is not None:
-            raise ValueError(f"pass either a dataset name with root=, or a path; got both {name_or_path!r} and root")
-        path = Path(name_or_path)
-        if not isinstance(name_or_path, os.PathLike) and not path.exists() and os.sep not in os.fspath(name_or_path):
-            raise ValueError(
-                f"unknown dataset {name_or_path!r}; known: {', '.join(available_datasets())} "
-                "(or pass a directory path)"
-            )
-        if not path.is_dir():
-            raise DatasetNotFoundError(f"dataset directory {path} does not exist; {_SPECS['fashion_mnist'].hint}", path)
-        spec = _infer_spec(path)
-        directory = find_cifar10_dir(path) if spec.fmt == "cifar10" else path
-        assert directory is not None
+        spec, directory = _resolve_path(name_or_path, root)
 
     if spec.fmt == "cifar10":
         class_names = read_cifar10_class_names(directory)

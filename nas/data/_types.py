@@ -7,18 +7,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nas._errors import HwnasError
+
 __all__ = [
     "DataSplits",
     "DatasetError",
     "DatasetFormatError",
+    "DatasetNameError",
     "DatasetNotFoundError",
     "ImageDataset",
     "channel_stats",
 ]
 
 
-class DatasetError(Exception):
+class DatasetError(HwnasError):
     """Base class for data-module errors."""
+
+
+class DatasetNameError(DatasetError, ValueError):
+    """An unknown dataset name (or a name/path mix-up)."""
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
@@ -34,6 +41,9 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     def __str__(self) -> str:  # FileNotFoundError would otherwise format errno fields
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[type[DatasetNotFoundError], tuple[str, str | None]]:
+        return (type(self), (str(self.args[0]), self.path))
+
 
 class DatasetFormatError(DatasetError, ValueError):
     """A dataset file exists but is corrupt, truncated or not in the expected format."""
@@ -43,11 +53,14 @@ class DatasetFormatError(DatasetError, ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[DatasetFormatError], tuple[str, str]]:
+        return (type(self), (self.path, self.reason))
+
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean/std of uint8 ``(N, C, H, W)`` images on the [0, 1] scale.
 
-    Uses a 256-bin histogram per channel, so memory stays O(N*H*W) bytes.
+    Uses a 256-bin histogram per channel, built in chunks, so memory stays small.
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 (N, C, H, W) images, got {images.dtype} {images.shape}")
@@ -57,7 +70,10 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     means: list[float] = []
     stds: list[float] = []
     for c in range(images.shape[1]):
-        hist = np.bincount(images[:, c].reshape(-1), minlength=256).astype(np.float64)
+        hist = np.zeros(256, dtype=np.float64)
+        step = max(1, (1 << 20) // max(1, images[0, c].size))
+        for s in range(0, images.shape[0], step):
+            hist += np.bincount(images[s : s + step, c].reshape(-1), minlength=256)
         n = hist.sum()
         mean = float(hist @ values / n)
         var = float(hist @ (values - mean) ** 2 / n)
