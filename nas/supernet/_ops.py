@@ -1,0 +1,162 @@
+"""Dynamic MBConv block: one set of max-size weights, sliced per call for the spec it is given.
+
+The active configuration is always an argument (`forward(x, spec)`); modules hold weights only.
+Kernels are center-cropped from the largest one and passed through learned transformation
+matrices (7→5: 25×25, 5→3: 9×9, identity at start), as in once-for-all. Expanded channels are the
+first ``in_channels * expand`` ones; batch norm uses the matching slices of its running statistics
+(updated in place in training mode); squeeze-excite uses ``spec.se_channels(in_channels)`` of them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas._arch import BlockSpec
+from nas._errors import HwnasError
+from nas._model import ConvBNAct, SqueezeExcite
+
+_ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
+
+
+class SupernetError(HwnasError, ValueError):
+    """A space, arch or checkpoint the supernet cannot handle; the message names it."""
+
+
+class BNParams(NamedTuple):
+    """Batch-norm tensors of the active channels (views of the full buffers)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+
+class ActiveWeights(NamedTuple):
+    """Every tensor of one `Block` at one spec, named as in the static `Block`'s state dict."""
+
+    expand: torch.Tensor  # (mid, cin, 1, 1)
+    expand_bn: BNParams
+    dw: torch.Tensor  # (mid, 1, k, k), transformed
+    dw_bn: BNParams
+    se: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None  # reduce w/b, expand w/b
+    project: torch.Tensor  # (out, mid, 1, 1)
+    project_bn: BNParams
+
+
+def _bn_slice(bn: nn.BatchNorm2d, n: int) -> BNParams:
+    return BNParams(bn.weight[:n], bn.bias[:n], bn.running_mean[:n], bn.running_var[:n])
+
+
+def _transform_name(big: int, small: int) -> str:
+    return f"{big}to{small}"
+
+
+class DynamicMBBlock(nn.Module):
+    """An MBConv layer whose kernel and expand ratio are chosen per call.
+
+    Children mirror the static `nas._model.Block` (``expand``, ``dw``, ``se``, ``project``) at the
+    largest kernel and expand ratio, plus ``kernel_transforms`` (one square matrix per step down
+    the kernel options, e.g. ``7to5`` and ``5to3``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, act: str, se: float,
+                 kernels: tuple[int, ...], expands: tuple[int, ...]) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride, self.act, self.se_ratio = (
+            in_channels, out_channels, stride, act, float(se))
+        self.kernels = tuple(sorted(set(kernels), reverse=True))
+        self.expands = tuple(sorted(set(expands)))
+        self.max_kernel, self.max_expand = self.kernels[0], self.expands[-1]
+        max_spec = BlockSpec("mb", self.max_kernel, stride, out_channels, self.max_expand, se, False, act)
+        mid = max_spec.mid_channels(in_channels)
+        self.expand = ConvBNAct(in_channels, mid, 1, act=act)
+        self.dw = ConvBNAct(mid, mid, self.max_kernel, stride, groups=mid, act=act)
+        if se:
+            self.se = SqueezeExcite(mid, max_spec.se_channels(in_channels))
+        self.project = ConvBNAct(mid, out_channels, 1, act=None)
+        self.kernel_transforms = nn.ParameterDict({
+            _transform_name(big, small): nn.Parameter(torch.eye(small * small))
+            for big, small in zip(self.kernels, self.kernels[1:])})
+
+    def check(self, spec: BlockSpec) -> None:
+        """Raise `SupernetError` if `spec` is not a configuration of this block."""
+        fixed = (spec.op, spec.stride, spec.out_channels, spec.se, spec.act)
+        ours = ("mb", self.stride, self.out_channels, self.se_ratio, self.act)
+        if fixed != ours:
+            raise SupernetError(f"block spec {spec.short()} ({spec.act}) does not fit a supernet layer "
+                                f"mb s{self.stride} c{self.out_channels} se{self.se_ratio:g} {self.act}")
+        if spec.kernel not in self.kernels or spec.expand not in self.expands:
+            raise SupernetError(f"block spec {spec.short()}: kernel must be one of {sorted(self.kernels)} "
+                                f"and expand one of {list(self.expands)}")
+        if spec.skip and (spec.stride != 1 or self.in_channels != self.out_channels):
+            raise SupernetError(f"block spec {spec.short()}: skip needs stride 1 and equal channels")
+
+    def kernel(self, k: int, mid: int) -> torch.Tensor:
+        """Depthwise kernel of size `k` for the first `mid` channels: crop and transform step by step."""
+        weight = self.dw.conv.weight[:mid]
+        current = self.max_kernel
+        for small in self.kernels[1:]:
+            if current == k:
+                break
+            start = (current - small) // 2
+            crop = weight[:, :, start:start + small, start:start + small]
+            matrix = self.kernel_transforms[_transform_name(current, small)]
+            weight = (crop.reshape(mid, small * small) @ matrix).reshape(mid, 1, small, small)
+            current = small
+        return weight
+
+    def active(self, spec: BlockSpec) -> ActiveWeights:
+        """The sliced (and transformed) tensors of `spec`; BN buffers are views of the full ones."""
+        mid = spec.mid_channels(self.in_channels)
+        se = None
+        if spec.se:
+            r = spec.se_channels(self.in_channels)
+            se = (self.se.reduce.weight[:r, :mid], self.se.reduce.bias[:r],
+                  self.se.expand.weight[:mid, :r], self.se.expand.bias[:mid])
+        return ActiveWeights(
+            self.expand.conv.weight[:mid], _bn_slice(self.expand.bn, mid),
+            self.kernel(spec.kernel, mid), _bn_slice(self.dw.bn, mid), se,
+            self.project.conv.weight[:, :mid], _bn_slice(self.project.bn, self.out_channels))
+
+    def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d, p: BNParams) -> torch.Tensor:
+        if self.training and bn.track_running_stats:
+            bn.num_batches_tracked.add_(1)
+        return F.batch_norm(x, p.running_mean, p.running_var, p.weight, p.bias,
+                            self.training or not bn.track_running_stats, bn.momentum, bn.eps)
+
+    def forward(self, x: torch.Tensor, spec: BlockSpec) -> torch.Tensor:
+        w = self.active(spec)
+        act = _ACTS[self.act]
+        mid = w.expand.shape[0]
+        y = act(self._bn(F.conv2d(x, w.expand), self.expand.bn, w.expand_bn))
+        y = F.conv2d(y, w.dw, None, self.stride, spec.kernel // 2, 1, mid)
+        y = act(self._bn(y, self.dw.bn, w.dw_bn))
+        if w.se is not None:
+            rw, rb, ew, eb = w.se
+            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), rw, rb))
+            y = y * F.hardsigmoid(F.conv2d(s, ew, eb))
+        y = self._bn(F.conv2d(y, w.project), self.project.bn, w.project_bn)
+        return x + y if spec.skip else y
+
+    def static_state(self, spec: BlockSpec) -> dict[str, torch.Tensor]:
+        """A state dict for `nas._model.Block(spec, in_channels)` holding this block's active weights."""
+        w = self.active(spec)
+        state: dict[str, torch.Tensor] = {}
+        for name, conv, bn_params, bn in (("expand", w.expand, w.expand_bn, self.expand.bn),
+                                          ("dw", w.dw, w.dw_bn, self.dw.bn),
+                                          ("project", w.project, w.project_bn, self.project.bn)):
+            state[f"{name}.conv.weight"] = conv
+            for field, value in zip(BNParams._fields, bn_params):
+                state[f"{name}.bn.{field}"] = value
+            state[f"{name}.bn.num_batches_tracked"] = bn.num_batches_tracked
+        if w.se is not None:
+            for field, value in zip(("reduce.weight", "reduce.bias", "expand.weight", "expand.bias"), w.se):
+                state[f"se.{field}"] = value
+        return {k: v.detach().clone() for k, v in state.items()}
+
+
+__all__ = ["ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError"]
