@@ -1,0 +1,58 @@
+"""Shared by the evaluators: latency from every source, params and MACs, for a batch of archs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from nas._arch import Arch
+from nas._space import SearchSpace
+from nas.evaluators._latency import LatencySource, arch_macs, arch_params
+from nas.evaluators._result import Result
+
+
+class EvaluatorBase:
+    """Evaluators derive from this: they implement `accuracies(archs)`; latency and size come here."""
+
+    name = "evaluator"
+
+    def __init__(self, space: SearchSpace, latency: Sequence[LatencySource] = ()) -> None:
+        self.space = space
+        self.latency_sources = list(latency)
+        names = [s.name for s in self.latency_sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"latency sources need distinct names, got {names}")
+
+    @property
+    def latency_names(self) -> list[str]:
+        return [s.name for s in self.latency_sources]
+
+    def accuracies(self, archs: Sequence[Arch]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Accuracy of each arch and per-arch extra fields."""
+        raise NotImplementedError
+
+    def evaluate(self, arch: Arch) -> Result:
+        return self.evaluate_many([arch])[0]
+
+    def evaluate_many(self, archs: Sequence[Arch]) -> list[Result]:
+        archs = list(archs)
+        for arch in archs:
+            self.space.validate(arch)
+        acc, extras = self.accuracies(archs)
+        lat = {s.name: np.asarray(s.predict_many(archs), dtype=float) for s in self.latency_sources}
+        return [Result(float(acc[i]), {n: float(v[i]) for n, v in lat.items()},
+                       arch_params(a, self.space), arch_macs(a, self.space), extras[i])
+                for i, a in enumerate(archs)]
+
+
+def latency_fn(sources: Sequence[LatencySource], name: str | None = None) -> Callable[[Sequence[Arch]], np.ndarray]:
+    """The batch predictor of source `name` (default: the first), for a strategy's budget check."""
+    if not sources:
+        raise ValueError("no latency source")
+    if name is None:
+        return sources[0].predict_many
+    for s in sources:
+        if s.name == name:
+            return s.predict_many
+    raise ValueError(f"no latency source named {name!r}; sources: {[s.name for s in sources]}")

@@ -1,0 +1,121 @@
+"""Latency sources for evaluators and budgets: latency tables, or a MACs proxy (a stand-in).
+
+A source has a `name` (the key in ``Result.latency_ms``) and ``predict_many(archs) -> ms``.
+`TableLatency` adapts a `nas.latency.LatencyTable` (one per target device) and checks once
+that the table covers every block key the space can produce, naming the keys it lacks.
+`MacsProxy` is NOT a latency: MACs scaled by an assumed throughput, for tests and for spaces
+no table was built for; its name says so.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from nas._arch import Arch, BlockKey
+from nas._errors import HwnasError
+from nas._space import SearchSpace
+
+
+class LatencyError(HwnasError):
+    """A latency table does not fit the search space (or is unusable)."""
+
+
+class LatencySource(Protocol):
+    name: str
+
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray: ...
+
+
+@lru_cache(maxsize=None)
+def _key_macs(key: BlockKey) -> int:
+    from nas._model import _key_macs as macs  # per-layer MACs from the specs (no torch work)
+
+    return int(macs(key))
+
+
+@lru_cache(maxsize=None)
+def _key_params(key: BlockKey) -> int:
+    from nas._model import _key_params as params
+
+    return int(params(key))
+
+
+def arch_macs(arch: Arch, space: SearchSpace) -> int:
+    """MACs of `arch` in `space` (same figure as `nas.count_macs`, cached per layer)."""
+    return sum(_key_macs(k) for k in space.block_keys(arch))
+
+
+def arch_params(arch: Arch, space: SearchSpace) -> int:
+    """Parameters of `arch` in `space` (same figure as `nas.count_params`, cached per layer)."""
+    return sum(_key_params(k) for k in space.block_keys(arch))
+
+
+class MacsProxy:
+    """A stand-in for latency when no table exists: ``MACs / gmacs_per_s``, named ``macs-proxy``."""
+
+    def __init__(self, space: SearchSpace, gmacs_per_s: float = 1.0, name: str = "macs-proxy") -> None:
+        if gmacs_per_s <= 0:
+            raise LatencyError(f"gmacs_per_s must be positive, got {gmacs_per_s}")
+        self.space = space
+        self.gmacs_per_s = float(gmacs_per_s)
+        self.name = name
+        self._cache: dict[Arch, float] = {}
+
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
+        out = np.empty(len(archs))
+        for i, arch in enumerate(archs):
+            ms = self._cache.get(arch)
+            if ms is None:
+                ms = arch_macs(arch, self.space) / (self.gmacs_per_s * 1e9) * 1e3
+                if len(self._cache) < 500_000:
+                    self._cache[arch] = ms
+            out[i] = ms
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "macs-proxy (not a measured latency)", "gmacs_per_s": self.gmacs_per_s}
+
+
+class TableLatency:
+    """Adapter over a `nas.latency.LatencyTable`: vectorized predictions for archs of `space`.
+
+    Uses the table's ``predict_many(archs, space)`` when it has one, else ``predict(arch, space)``.
+    `check` (run at construction) raises `LatencyError` naming the block keys of the space the
+    table lacks.
+    """
+
+    def __init__(self, table: Any, space: SearchSpace, name: str | None = None, check: bool = True) -> None:
+        self.table = table
+        self.space = space
+        self.name = name or str(getattr(table, "name", None) or getattr(table, "path", "table"))
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        keys = getattr(self.table, "keys", None)
+        have = set(keys() if callable(keys) else keys) if keys is not None else None
+        if have is None:
+            return
+        missing = [k for k in self.space.all_block_keys() if k not in have]
+        if missing:
+            shown = ", ".join(k.short() for k in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise LatencyError(f"latency table {self.name!r} lacks {len(missing)} block key(s) of space "
+                               f"{self.space.name!r}: {shown}{more}; build it for this space "
+                               f"(`nas latency build --space ...`)")
+
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
+        if hasattr(self.table, "predict_many"):
+            return np.asarray(self.table.predict_many(list(archs), self.space), dtype=float)
+        return np.array([self.table.predict(a, self.space) for a in archs], dtype=float)
+
+    def metadata(self) -> dict[str, Any]:
+        meta = getattr(self.table, "metadata", None)
+        if callable(meta):
+            meta = meta()
+        if hasattr(meta, "to_dict"):
+            meta = meta.to_dict()
+        return {"name": self.name, "kind": "latency table", **(dict(meta) if isinstance(meta, dict) else {})}

@@ -1,0 +1,114 @@
+"""The one interface every search strategy implements: ``ask() -> Arch``, ``tell(arch, result)``.
+
+Strategies are plain objects holding their own `numpy.random.Generator` (or `torch.Generator`)
+seeded from the config; `state_dict()` captures everything (RNG included) so that a restored
+strategy continues exactly where the original would have. `tell` accepts archs the strategy did
+not ask for (results replayed from storage on resume, or found by other workers): every strategy
+learns from them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from nas._arch import Arch
+from nas._space import SearchSpace
+from nas.strategies._codec import Codec
+from nas.strategies._objective import InfeasibleBudgetError, LatencyFn, Objective, ResultLike
+
+
+class Strategy(ABC):
+    """Base class: holds the space, its codec, the objective and the latency constraint."""
+
+    name: ClassVar[str] = "strategy"
+
+    def __init__(self, space: SearchSpace, *, seed: int, objective: Objective | None = None,
+                 latency_fn: LatencyFn | None = None, max_tries: int = 50) -> None:
+        self.space = space
+        self.codec = Codec(space)
+        self.seed = int(seed)
+        self.objective = objective or Objective()
+        self.latency_fn = latency_fn
+        self.max_tries = int(max_tries)
+
+    # ------------------------------------------------------------------ the interface
+    @abstractmethod
+    def ask(self) -> Arch:
+        """The next arch to evaluate."""
+
+    @abstractmethod
+    def tell(self, arch: Arch, result: ResultLike) -> None:
+        """The result of evaluating `arch` (asked by this strategy or not)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue identically (picklable; RNG states included)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def ask_many(self, n: int) -> list[Arch]:
+        return [self.ask() for _ in range(n)]
+
+    def tell_many(self, archs: Sequence[Arch], results: Sequence[ResultLike]) -> None:
+        for arch, result in zip(archs, results):
+            self.tell(arch, result)
+
+    # ------------------------------------------------------------------ the latency constraint
+    @property
+    def constrained(self) -> bool:
+        return self.latency_fn is not None and self.objective.target_ms is not None
+
+    def feasible_mask(self, rows: np.ndarray) -> tuple[np.ndarray, list[Arch], np.ndarray]:
+        """Decode `rows`; which meet the budget (all when unconstrained), the archs, latencies."""
+        archs = self.codec.decode_many(rows)
+        if not self.constrained:
+            return np.ones(len(rows), dtype=bool), archs, np.full(len(rows), np.nan)
+        lat = np.asarray(self.latency_fn(archs), dtype=float)  # type: ignore[misc]
+        return lat <= float(self.objective.target_ms), archs, lat  # type: ignore[arg-type]
+
+    def draw_feasible(self, propose: Any, n: int) -> list[Arch]:
+        """Up to `n` archs from ``propose(k) -> rows`` that meet the budget.
+
+        Rejected candidates are re-proposed at most `max_tries` rounds; when none at all is found,
+        raises `InfeasibleBudgetError` naming the budget, the table and the fastest arch seen.
+        """
+        kept: list[Arch] = []
+        fastest = np.inf
+        for _ in range(max(1, self.max_tries)):
+            rows = propose(n - len(kept))
+            mask, archs, lat = self.feasible_mask(rows)
+            if len(lat) and np.isfinite(lat).any():
+                fastest = min(fastest, float(np.nanmin(lat)))
+            kept.extend(a for a, ok in zip(archs, mask) if ok)
+            if len(kept) >= n:
+                return kept[:n]
+            if not self.constrained:
+                break
+        if not kept:
+            raise InfeasibleBudgetError(
+                f"no arch in this space meets {self.objective.target_ms:g} ms on {self.objective.describe_table()} "
+                f"(fastest of {self.max_tries * n} sampled: {fastest:.3g} ms); raise the budget or shrink the space")
+        return kept
+
+    # ------------------------------------------------------------------ helpers
+    def _base_state(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed, "dims": list(self.codec.names)}
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise ValueError(f"state of strategy {state.get('name')!r} loaded into {self.name!r}")
+        if state.get("dims") != list(self.codec.names):
+            raise ValueError("state was saved for a different search space")
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state

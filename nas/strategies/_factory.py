@@ -1,0 +1,61 @@
+"""`make_strategy`: build a strategy by its explicit name from a plain config mapping."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Mapping
+
+from nas._space import SearchSpace
+from nas.strategies._base import Strategy
+from nas.strategies._evolution import Evolution, EvolutionConfig
+from nas.strategies._objective import LatencyFn, Objective, SearchError
+from nas.strategies._optuna import OptunaConfig, OptunaStrategy
+from nas.strategies._random import RandomConfig, RandomSearch
+from nas.strategies._rl import RLConfig, RLController
+
+STRATEGIES: dict[str, tuple[type[Strategy], type, dict[str, Any]]] = {
+    "random": (RandomSearch, RandomConfig, {}),
+    "evolution": (Evolution, EvolutionConfig, {"mode": "ofa"}),
+    "aging": (Evolution, EvolutionConfig, {"mode": "aging"}),
+    "rl": (RLController, RLConfig, {}),
+    "tpe": (OptunaStrategy, OptunaConfig, {"sampler": "tpe"}),
+    "nsga2": (OptunaStrategy, OptunaConfig, {"sampler": "nsga2"}),
+}
+"""Strategy names and what they build: (class, its config dataclass, fixed config values)."""
+
+
+def strategy_names() -> list[str]:
+    return list(STRATEGIES)
+
+
+def make_config(name: str, config: Mapping[str, Any] | None = None) -> Any:
+    """The config dataclass of strategy `name` from a mapping; unknown keys are errors naming them."""
+    if name not in STRATEGIES:
+        raise SearchError(f"unknown strategy {name!r}; strategies: {', '.join(STRATEGIES)}")
+    _, config_cls, fixed = STRATEGIES[name]
+    given = dict(config or {})
+    allowed = [f.name for f in fields(config_cls) if f.name not in fixed]
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise SearchError(f"strategy {name!r}: unknown option(s) {unknown}; options: {allowed}")
+    try:
+        return config_cls(**given, **fixed)
+    except TypeError as err:
+        raise SearchError(f"strategy {name!r}: {err}") from None
+
+
+def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | None = None, *, seed: int,
+                  objective: Objective | None = None, latency_fn: LatencyFn | None = None,
+                  max_tries: int = 50) -> Strategy:
+    """Build strategy `name` ("random", "evolution", "aging", "rl", "tpe", "nsga2") for `space`.
+
+    config: the strategy's options (see its config dataclass); seed: its RNG seed; objective: what
+    it maximizes and the latency budget; latency_fn: the batch latency predictor that rejects
+    archs over budget before they are evaluated (with the objective's target_ms).
+    """
+    cls, _, _ = STRATEGIES[name] if name in STRATEGIES else (None, None, None)
+    cfg = make_config(name, config)
+    strategy = cls(space, cfg, seed=seed, objective=objective, latency_fn=latency_fn,  # type: ignore[misc]
+                   max_tries=max_tries)
+    strategy.name = name  # "aging" / "tpe" / "nsga2" state dicts name what built them
+    return strategy

@@ -1,0 +1,102 @@
+"""What a strategy maximizes: accuracy, or MnasNet's latency-aware reward, and the latency budget.
+
+MnasNet (Tan et al., 2019) reward: ``ACC × (LAT / T) ** w`` with ``w = alpha`` if ``LAT <= T``
+else ``beta``. The paper's soft setting is ``alpha = beta = -0.07``; the hard constraint
+``alpha = 0, beta = -1`` leaves accuracy untouched inside the budget and divides it by the
+overshoot outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from nas._arch import Arch
+from nas._errors import HwnasError
+
+LatencyFn = Callable[[Sequence[Arch]], np.ndarray]
+"""Predicted latency in ms of each arch of a batch (a latency table's vectorized predictor)."""
+
+REWARD_PRESETS: dict[str, tuple[float, float]] = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
+
+
+class SearchError(HwnasError):
+    """A search cannot proceed (e.g. no arch meets the latency budget)."""
+
+
+class InfeasibleBudgetError(SearchError):
+    """No arch of the space meets the latency budget."""
+
+
+class ResultLike(Protocol):
+    accuracy: float
+    latency_ms: Any  # Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How a strategy scores a result.
+
+    table: the latency table (name in ``Result.latency_ms``) the budget and reward use; None takes
+    the result's first table. target_ms: the latency budget T (None: reward is accuracy alone).
+    reward: "accuracy", "soft", "hard" or "custom" (then alpha/beta are used as given).
+    """
+
+    table: str | None = None
+    target_ms: float | None = None
+    reward: str = "soft"
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.reward not in (*REWARD_PRESETS, "accuracy", "custom"):
+            raise SearchError(f"reward {self.reward!r} is not one of accuracy, soft, hard, custom")
+        if self.reward == "custom" and (self.alpha is None or self.beta is None):
+            raise SearchError("reward 'custom' needs alpha and beta")
+        if self.target_ms is not None and not self.target_ms > 0:
+            raise SearchError(f"target_ms must be positive, got {self.target_ms}")
+
+    @property
+    def exponents(self) -> tuple[float, float]:
+        if self.reward in REWARD_PRESETS:
+            return REWARD_PRESETS[self.reward]
+        if self.reward == "custom":
+            return float(self.alpha), float(self.beta)  # type: ignore[arg-type]
+        return 0.0, 0.0
+
+    def latency(self, result: ResultLike) -> float:
+        lat = result.latency_ms
+        if not lat:
+            return float("nan")
+        if self.table is None:
+            return float(next(iter(lat.values())))
+        if self.table not in lat:
+            raise SearchError(f"result has no latency for table {self.table!r}; it has {sorted(lat)}")
+        return float(lat[self.table])
+
+    def reward_of(self, accuracy: float, latency_ms: float) -> float:
+        """MnasNet reward of one (accuracy, latency) pair (accuracy when no target is set)."""
+        if self.target_ms is None or self.reward == "accuracy":
+            return float(accuracy)
+        alpha, beta = self.exponents
+        w = alpha if latency_ms <= self.target_ms else beta
+        return float(accuracy * (latency_ms / self.target_ms) ** w)
+
+    def score(self, result: ResultLike) -> float:
+        acc = float(result.accuracy)
+        if self.target_ms is None or self.reward == "accuracy":
+            return acc
+        return self.reward_of(acc, self.latency(result))
+
+    def describe_table(self) -> str:
+        return self.table or "the latency table"
+
+
+def mnas_reward(accuracy: np.ndarray | float, latency_ms: np.ndarray | float, target_ms: float,
+                alpha: float = -0.07, beta: float = -0.07) -> np.ndarray:
+    """Vectorized MnasNet reward ``ACC × (LAT/T)^w`` (w = alpha inside the budget, beta outside)."""
+    acc = np.asarray(accuracy, dtype=float)
+    ratio = np.asarray(latency_ms, dtype=float) / target_ms
+    return acc * ratio ** np.where(ratio <= 1.0, alpha, beta)

@@ -1,0 +1,130 @@
+"""Optuna samplers as strategies: TPE on the (MnasNet) reward, NSGA-II on accuracy and latency.
+
+The space is driven through `SearchSpace.dims`: one `CategoricalDistribution` per named choice,
+`decode` of the sampled params gives the arch and `encode` of a told arch gives its params, so
+archs found elsewhere are added to the sampler's history as completed trials. The sampler lives
+in an in-memory study of its own; the experiment runner's persistent study records the trials.
+Candidates that miss the latency budget are told to the sampler as poor results (reward 0, or
+accuracy 0 for NSGA-II) without being evaluated, a bounded number of times per ask.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+
+from nas._arch import Arch
+from nas.strategies._base import Strategy
+from nas.strategies._objective import InfeasibleBudgetError, ResultLike, SearchError
+
+
+@dataclass(frozen=True)
+class OptunaConfig:
+    sampler: str = "tpe"
+    """"tpe" (single objective: the reward) or "nsga2" (accuracy up, latency down)."""
+    n_startup_trials: int = 10
+    """TPE: random trials before the model is used."""
+    multivariate: bool = True
+    """TPE: model the choices jointly (Optuna's multivariate TPE)."""
+    population: int = 20
+    """NSGA-II population size."""
+    mutation_prob: float | None = None
+    crossover_prob: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("tpe", "nsga2"):
+            raise SearchError(f"optuna sampler {self.sampler!r} is not one of tpe, nsga2")
+        if self.population < 2 or self.n_startup_trials < 0:
+            raise SearchError("optuna: population >= 2, n_startup_trials >= 0")
+
+
+class OptunaStrategy(Strategy):
+    name = "optuna"
+
+    def __init__(self, space: Any, config: OptunaConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        self.config = config or OptunaConfig()
+        self.distributions = {name: CategoricalDistribution(list(opts))
+                              for name, opts in zip(self.codec.names, self.codec.options)}
+        self._study = self._new_study(self._make_sampler())
+        self._pending: dict[Arch, list[int]] = {}
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.config.sampler == "nsga2"
+
+    def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        cfg = self.config
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if cfg.sampler == "tpe":
+                return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=cfg.n_startup_trials,
+                                                  multivariate=cfg.multivariate)
+            return optuna.samplers.NSGAIISampler(seed=self.seed, population_size=cfg.population,
+                                                 mutation_prob=cfg.mutation_prob,
+                                                 crossover_prob=cfg.crossover_prob)
+
+    def _new_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+        directions = ["maximize", "minimize"] if self.multi_objective else ["maximize"]
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
+                                   directions=directions)
+
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self) -> Arch:
+        fastest = np.inf
+        for _ in range(max(1, self.max_tries)):
+            trial = self._study.ask(self.distributions)
+            arch = self.codec.decode(self.codec.row_from_choices(trial.params))
+            if not self.constrained:
+                break
+            latency = float(self.latency_fn([arch])[0])  # type: ignore[misc]
+            fastest = min(fastest, latency)
+            if latency <= float(self.objective.target_ms):  # type: ignore[arg-type]
+                break
+            # rejected before evaluation: the sampler learns that this region is infeasible
+            self._study.tell(trial, [0.0, latency] if self.multi_objective else [0.0])
+        else:
+            raise InfeasibleBudgetError(
+                f"no arch in this space meets {self.objective.target_ms:g} ms on {self.objective.describe_table()} "
+                f"(fastest of {self.max_tries} proposed: {fastest:.3g} ms); raise the budget or shrink the space")
+        self._pending.setdefault(arch, []).append(trial.number)
+        return arch
+
+    def _values(self, result: ResultLike) -> list[float]:
+        if self.multi_objective:
+            return [float(result.accuracy), self.objective.latency(result)]
+        return [self.objective.score(result)]
+
+    def tell(self, arch: Arch, result: ResultLike) -> None:
+        values = self._values(result)
+        numbers = self._pending.get(arch)
+        if numbers:
+            number = numbers.pop(0)
+            if not numbers:
+                del self._pending[arch]
+            self._study.tell(number, values)
+            return
+        params = self.codec.choices(self.codec.encode(arch))
+        self._study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
+                                                        values=values))
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        # the in-memory storage (trials, NSGA-II's generation caches) and the sampler (its RNGs),
+        # pickled together so that a restored strategy proposes exactly what this one would
+        blob = pickle.dumps((self._study._storage, self._study.study_name, self._study.sampler))
+        return {**self._base_state(), "study": blob,
+                "pending": [(a.to_dict(), n) for a, n in self._pending.items()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_state(state)
+        storage, study_name, sampler = pickle.loads(state["study"])
+        self._study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        self._pending = {Arch.from_dict(a): list(n) for a, n in state["pending"]}
