@@ -1,0 +1,53 @@
+"""``nas search --config C [--set k=v ...]`` and ``nas results RUN [--export-best FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run (or resume, or join) a search experiment")
+    p.add_argument("--config", required=True, help="experiment YAML (see experiments/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. search.n_trials=50 (repeatable)")
+    p.add_argument("--strategy", action="append", default=None,
+                   help="run only this strategy label (repeatable; default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_search)
+    r = sub.add_parser("results", help="tables, best archs per budget, Pareto plot of a run folder")
+    r.add_argument("run", help="run folder (run_dir of the config)")
+    r.add_argument("--export-best", metavar="FILE", help="write the best arch (within the budget) as JSON")
+    r.add_argument("--budget-ms", type=float, help="budget for --export-best (default: the search budget)")
+    r.set_defaults(func=_results)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nas.experiment import load_config, report, run_search
+
+    config = load_config(args.config, args.overrides)
+    reports = run_search(config, progress=False if args.no_progress else None, strategies=args.strategy)
+    for r in reports:
+        print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"
+              + (f", {r.stale_failed} stale trial(s) of dead workers marked failed" if r.stale_failed else ""))
+    _print_report(report(config.run_dir))
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from nas.experiment import report
+
+    _print_report(report(args.run, export_best=args.export_best, budget_ms=args.budget_ms))
+    return 0
+
+
+def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_colwidth", 70):
+        print("\nbest arch within each budget:")
+        print(rep.best.drop(columns=["arch"], errors="ignore").to_string(index=False))
+        print("\nhypervolume per strategy (same reference point):")
+        print(rep.hypervolume.to_string(index=False))
+    print(f"\ntrials: {rep.csv_path}\nplot:   {rep.plot_path}")
+    if rep.exported:
+        print(f"best arch: {rep.exported}")

@@ -1,0 +1,52 @@
+"""Search experiments: YAML configs, the persisted/resumable multi-worker runner, results.
+
+    from nas.experiment import load_config, run_search, report
+    config = load_config("experiments/compare_strategies.yaml", ["search.n_trials=50"])
+    run_search(config)                     # rerun to resume; start N processes to share the work
+    report(config.run_dir, export_best="best.json")
+"""
+
+from nas.experiment._config import (
+    ConfigError,
+    EvaluatorConfig,
+    ExperimentConfig,
+    LatencyConfig,
+    ResultsConfig,
+    SearchConfig,
+    SpaceConfig,
+    StrategyConfig,
+    TableConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
+from nas.experiment._pareto import hypervolume, pareto_mask
+from nas.experiment._results import (
+    RunReport,
+    best_under_budgets,
+    export_best_arch,
+    hypervolume_table,
+    load_run_config,
+    pareto_plot,
+    report,
+    trials_table,
+)
+from nas.experiment._runner import (
+    WorkerReport,
+    build_evaluator,
+    build_latency,
+    build_objective,
+    build_space,
+    open_storage,
+    run_search,
+    storage_url,
+)
+
+__all__ = [
+    "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunReport",
+    "SearchConfig", "SpaceConfig", "StrategyConfig", "TableConfig", "WorkerReport", "apply_overrides",
+    "best_under_budgets", "build_evaluator", "build_latency", "build_objective", "build_space",
+    "config_from_dict", "export_best_arch", "hypervolume", "hypervolume_table", "load_config",
+    "load_run_config", "open_storage", "pareto_mask", "pareto_plot", "report", "run_search", "storage_url",
+    "trials_table",
+]

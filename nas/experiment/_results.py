@@ -1,0 +1,192 @@
+"""Results of a run: one pandas table of all trials, best archs per budget, Pareto plot, hypervolume."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nas._arch import Arch
+from nas.experiment._config import ConfigError, ExperimentConfig, config_from_dict
+from nas.experiment._pareto import hypervolume, pareto_mask
+from nas.experiment._runner import open_storage, storage_url, study_name
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); run `nas search` first")
+    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def trials_table(config: ExperimentConfig) -> pd.DataFrame:
+    """Every trial of every strategy: objectives, latency per table, timings, worker, arch JSON."""
+    import optuna
+
+    storage = open_storage(storage_url(config))
+    rows = []
+    for sc in config.strategies:
+        try:
+            study = optuna.load_study(study_name=study_name(config, sc), storage=storage)
+        except KeyError:
+            continue
+        for t in study.get_trials(deepcopy=False):
+            res = t.user_attrs.get("result") or {}
+            rec = t.user_attrs.get("record") or {}
+            who = t.user_attrs.get("worker") or {}
+            row: dict[str, Any] = {
+                "strategy": sc.key, "trial": t.number, "state": t.state.name,
+                "accuracy": res.get("accuracy", np.nan), "reward": rec.get("reward", np.nan),
+                "params": res.get("params", np.nan), "macs": res.get("macs", np.nan),
+                "ask_seconds": rec.get("ask_seconds", np.nan), "eval_seconds": rec.get("eval_seconds", np.nan),
+                "worker": f"{who.get('host', '?')}:{who.get('pid', '?')}",
+                "started": t.datetime_start, "completed": t.datetime_complete,
+                "fail_reason": t.user_attrs.get("fail_reason", ""),
+                "arch_short": rec.get("arch_short", ""), "arch": t.user_attrs.get("arch", "")}
+            for name, ms in (res.get("latency_ms") or {}).items():
+                row[f"latency_ms[{name}]"] = ms
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise ConfigError(f"run {config.run_dir!r} has no trials yet")
+    return df
+
+
+def latency_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("latency_ms[")]
+
+
+def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
+    """For each table and budget, the most accurate completed arch within it (any strategy)."""
+    done = df[df.state == "COMPLETE"]
+    rows = []
+    for col in latency_columns(df):
+        for budget in budgets_ms:
+            within = done[done[col] <= budget]
+            if within.empty:
+                rows.append({"table": col[11:-1], "budget_ms": budget, "strategy": None, "trial": None,
+                             "accuracy": np.nan, "latency_ms": np.nan, "arch_short": "(none within budget)"})
+                continue
+            best = within.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
+            rows.append({"table": col[11:-1], "budget_ms": budget, "strategy": best.strategy, "trial": int(best.trial),
+                         "accuracy": best.accuracy, "latency_ms": best[col], "arch_short": best.arch_short,
+                         "arch": best.arch})
+    return pd.DataFrame(rows)
+
+
+def hypervolume_table(df: pd.DataFrame, presets: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Hypervolume (accuracy × ms dominated) per strategy and table, with a shared reference point:
+    the worst accuracy and latency among all completed trials of the run."""
+    done = df[df.state == "COMPLETE"]
+    rows = []
+    for col in latency_columns(df):
+        ref_acc, ref_lat = float(done.accuracy.min()), float(done[col].max()) * 1.0001
+        for key, group in done.groupby("strategy", sort=False):
+            rows.append({"table": col[11:-1], "strategy": key, "trials": len(group),
+                         "hypervolume": hypervolume(group.accuracy.values, group[col].values, ref_acc, ref_lat),
+                         "best_accuracy": float(group.accuracy.max()),
+                         "pareto_points": int(pareto_mask(group.accuracy.values, group[col].values).sum())})
+    return pd.DataFrame(rows)
+
+
+def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path, budgets_ms: list[float]) -> Path:
+    """Latency vs accuracy, one panel per table, one colour per strategy (front as a line),
+    presets as labelled stars, budgets as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = df[df.state == "COMPLETE"]
+    cols = latency_columns(df)
+    fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, col in zip(axes[0], cols):
+        table = col[11:-1]
+        for i, (key, group) in enumerate(done.groupby("strategy", sort=False)):
+            c = colors[i % len(colors)]
+            ax.scatter(group[col], group.accuracy, s=9, alpha=0.35, color=c)
+            front = group[pareto_mask(group.accuracy.values, group[col].values)].sort_values(col)
+            ax.step(front[col], front.accuracy, where="post", color=c, lw=1.8, label=f"{key} ({len(group)})")
+        for name, p in presets.items():
+            if "result" not in p or table not in p["result"]["latency_ms"]:
+                continue
+            x, y = p["result"]["latency_ms"][table], p["result"]["accuracy"]
+            ax.scatter([x], [y], marker="*", s=160, color="black", zorder=5)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        for b in budgets_ms:
+            ax.axvline(b, ls="--", color="gray", lw=1)
+        ax.set_xlabel(f"predicted latency (ms) on {table}")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class RunReport:
+    trials: pd.DataFrame
+    best: pd.DataFrame
+    hypervolume: pd.DataFrame
+    csv_path: Path
+    plot_path: Path
+    exported: Path | None
+
+
+def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms: float | None = None) -> RunReport:
+    """Write trials.csv, hypervolume.csv and pareto.png in the run folder; optionally export the best arch."""
+    config = load_run_config(run_dir)
+    run = Path(run_dir)
+    df = trials_table(config)
+    csv_path = run / "trials.csv"
+    tmp = run / f".trials.{os.getpid()}.tmp"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, csv_path)
+    budgets = list(config.results.budgets_ms) or ([config.latency.budget_ms] if config.latency.budget_ms else [])
+    if not budgets:
+        done = df[df.state == "COMPLETE"]
+        col = latency_columns(df)[0]
+        budgets = [float(np.round(done[col].quantile(q), 3)) for q in (0.25, 0.5, 0.75)]
+    best = best_under_budgets(df, budgets)
+    presets_path = run / "presets.json"
+    presets = json.loads(presets_path.read_text()) if presets_path.is_file() else {}
+    hv = hypervolume_table(df)
+    hv.to_csv(run / "hypervolume.csv", index=False)
+    best.drop(columns=["arch"], errors="ignore").to_csv(run / "best.csv", index=False)
+    plot = pareto_plot(df, presets, run / "pareto.png", budgets)
+    exported = None
+    if export_best is not None:
+        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else (budgets[0] if config.latency.budget_ms else None))
+    return RunReport(df, best, hv, csv_path, plot, exported)
+
+
+def export_best_arch(df: pd.DataFrame, path: str | Path, budget_ms: float | None = None) -> Path:
+    """Write the most accurate completed arch (within `budget_ms` on the primary table) as JSON,
+    the format `nas extract --arch` and `nas model summary` read."""
+    done = df[df.state == "COMPLETE"]
+    col = latency_columns(df)[0]
+    if budget_ms is not None:
+        done = done[done[col] <= budget_ms]
+    if done.empty:
+        raise ConfigError(f"no completed trial within {budget_ms} ms on {col[11:-1]}")
+    best = done.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
+    arch = Arch.from_json(best.arch)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(arch.to_json(indent=1) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,320 @@
+"""`run_search`: run an experiment config; every trial persisted in Optuna storage.
+
+One Optuna study per strategy (``<name>.<strategy label>``) in one storage (SQLite file in the run
+folder by default, any Optuna RDB URL, or a journal file). Each trial records the arch JSON, the
+objectives (accuracy, latency per table, params, MACs, reward), timings, strategy and worker.
+
+- Resume: rerunning the same config continues; completed trials are kept and told to a fresh
+  strategy (replay), trials left RUNNING by a dead process on this host are marked FAIL.
+- Workers: N processes with the same config cooperate on one study: each tells its strategy
+  the trials the others completed; trial numbers (assigned atomically by the storage) decide
+  which trials fit the budget, so none is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+import yaml
+
+import nas
+from nas._arch import Arch
+from nas._space import SearchSpace
+from nas.evaluators import (
+    EvaluatorBase,
+    LatencySource,
+    MacsProxy,
+    PredictorEvaluator,
+    Result,
+    SyntheticEvaluator,
+    TableLatency,
+    TrainEvaluator,
+)
+from nas.experiment._config import ConfigError, ExperimentConfig, StrategyConfig
+from nas.strategies import Objective, Strategy, make_strategy
+
+SQLITE_TIMEOUT_S = 30
+"""SQLite busy timeout: concurrent workers wait for the lock instead of failing."""
+OVER_BUDGET = "over budget"
+
+
+# ---------------------------------------------------------------------- building blocks
+def build_space(config: ExperimentConfig) -> SearchSpace:
+    s = config.space
+    return nas.load_space(s.name, resolutions=s.resolutions, num_classes=s.num_classes, in_channels=s.in_channels,
+                          width_mult=s.width_mult, stem_stride=s.stem_stride)
+
+
+def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencySource]:
+    """The latency sources of the config's tables (the first is the primary); checks coverage."""
+    sources: list[LatencySource] = []
+    for t in config.latency.tables:
+        if t.path == "macs-proxy":
+            sources.append(MacsProxy(space, t.gmacs_per_s, name=t.name or "macs-proxy"))
+            continue
+        from nas.latency import LatencyTable
+
+        table = LatencyTable.load(t.path)
+        table.check_covers(space)  # names the block keys the table lacks
+        sources.append(TableLatency(table, space, name=t.name or Path(t.path).name.split(".")[0], check=False))
+    if not sources:
+        raise ConfigError("latency.tables is empty: give a table path (or 'macs-proxy')")
+    return sources
+
+
+def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource]) -> Objective:
+    lat = config.latency
+    return Objective(table=sources[0].name, target_ms=lat.budget_ms, reward=lat.reward, alpha=lat.alpha, beta=lat.beta)
+
+
+def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> EvaluatorBase:
+    name, opts = config.evaluator.name, dict(config.evaluator.options)
+    try:
+        if name == "synthetic":
+            return SyntheticEvaluator(space, sources, **{"seed": config.seed, **opts})
+        if name == "train":
+            return TrainEvaluator(space, sources, **{"seed": config.seed, **opts})
+        if name == "supernet":
+            from nas.evaluators._supernet import SupernetEvaluator
+
+            return SupernetEvaluator.from_checkpoint(space, sources, **opts)
+        if name == "predictor":
+            from nas.evaluators._supernet import load_accuracy_predictor
+
+            return PredictorEvaluator(space, load_accuracy_predictor(space, **opts), sources)
+    except TypeError as err:
+        raise ConfigError(f"evaluator {name!r}: {err}") from None
+    raise ConfigError(f"unknown evaluator {name!r}; evaluators: synthetic, predictor, supernet, train")
+
+
+def storage_url(config: ExperimentConfig) -> str:
+    if config.search.storage:
+        return config.search.storage
+    return f"sqlite:///{Path(config.run_dir).resolve() / 'study.db'}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL; a path ending in .log/.journal (or journal:PATH) is a journal file."""
+    if url.startswith("journal:") or url.endswith((".log", ".journal")):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def study_name(config: ExperimentConfig, strategy: StrategyConfig) -> str:
+    return f"{config.name}.{strategy.key}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- the run folder
+_RESUMABLE = ("search",)  # a rerun may change these (e.g. more trials, another storage)
+
+
+def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource]) -> Path:
+    """Create the run folder; save the resolved config, versions and table metadata.
+
+    A run folder holding a different config (other than the `search` section) is an error naming
+    the keys that differ: resuming must not silently mix two experiments.
+    """
+    run = Path(config.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    resolved = config.to_dict()
+    saved_path = run / "config.yaml"
+    if saved_path.is_file():
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        diff = _differences({k: v for k, v in saved.items() if k not in _RESUMABLE},
+                            {k: v for k, v in resolved.items() if k not in _RESUMABLE})
+        if diff:
+            raise ConfigError(f"run folder {str(run)!r} holds a different experiment (keys {diff} differ); "
+                              "use another run_dir or the same config")
+    _atomic_write(saved_path, yaml.safe_dump(resolved, sort_keys=False))
+    meta = {"hwnas_version": nas.__version__, "optuna_version": optuna.__version__,
+            "storage": storage_url(config), "tables": [_source_metadata(s) for s in sources]}
+    _atomic_write(run / "meta.json", json.dumps(meta, indent=2, default=str))
+    return run
+
+
+def _source_metadata(source: LatencySource) -> dict[str, Any]:
+    meta = getattr(source, "metadata", None)
+    return meta() if callable(meta) else {"name": source.name}
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [prefix]
+
+
+# ---------------------------------------------------------------------- the worker loop
+@dataclass
+class WorkerReport:
+    study: str
+    completed_here: int
+    completed_total: int
+    stale_failed: int
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark FAIL the RUNNING trials whose worker process (on this host) is gone."""
+    host, n = socket.gethostname(), 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who = t.user_attrs.get("worker") or {}
+        if who.get("host") == host and "pid" in who and not _alive(int(who["pid"])):
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                n += 1
+            except (RuntimeError, ValueError):  # finished meanwhile
+                pass
+    return n
+
+
+class _Worker:
+    def __init__(self, config: ExperimentConfig, strategy_config: StrategyConfig, space: SearchSpace,
+                 sources: Sequence[LatencySource], evaluator: EvaluatorBase, storage: Any) -> None:
+        self.config, self.sc, self.space = config, strategy_config, space
+        self.sources, self.evaluator = list(sources), evaluator
+        self.objective = build_objective(config, sources)
+        self.name = study_name(config, strategy_config)
+        self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
+                                         directions=["maximize", "minimize"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names(["accuracy", f"latency_ms[{sources[0].name}]"])
+        self.strategy: Strategy | None = None
+        self.told: set[int] = set()
+
+    def _make_strategy(self, first_number: int) -> Strategy:
+        seed = int(np.random.SeedSequence([self.config.seed, first_number]).generate_state(1)[0])
+        return make_strategy(self.sc.name, self.space, self.sc.options, seed=seed, objective=self.objective,
+                             latency_fn=self.sources[0].predict_many, max_tries=self.config.search.max_tries)
+
+    def _sync(self) -> list[optuna.trial.FrozenTrial]:
+        """Tell the strategy every completed trial it has not seen (replay on resume, other workers)."""
+        trials = self.study.get_trials(deepcopy=False)
+        if self.strategy is not None:
+            fresh = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.number not in self.told]
+            for t in sorted(fresh, key=lambda t: t.number):
+                self.strategy.tell(Arch.from_json(t.user_attrs["arch"]), Result.from_dict(t.user_attrs["result"]))
+                self.told.add(t.number)
+        return trials
+
+    def run(self, progress: bool) -> WorkerReport:
+        from tqdm import tqdm
+
+        stale = fail_stale_trials(self.study)
+        n_trials = self.config.search.n_trials
+        done_here = 0
+        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+        trials = self.study.get_trials(deepcopy=False)
+        bar = tqdm(total=n_trials, initial=sum(t.state == counted[0] for t in trials), desc=self.name,
+                   disable=not progress, unit="trial", dynamic_ncols=True)
+        try:
+            while True:
+                trials = self._sync()
+                if sum(t.state in counted for t in trials) >= n_trials:
+                    break
+                trial = self.study.ask()
+                trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+                before = [t for t in self.study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
+                if len(before) >= n_trials:  # another worker took the last slot
+                    trial.set_user_attr("fail_reason", OVER_BUDGET)
+                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    break
+                if self.strategy is None:
+                    self.strategy = self._make_strategy(trial.number)
+                    self._sync()
+                self._evaluate(trial)
+                done_here += 1
+                bar.update(1)
+        finally:
+            bar.close()
+        total = sum(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False))
+        return WorkerReport(self.name, done_here, total, stale)
+
+    def _evaluate(self, trial: optuna.Trial) -> None:
+        assert self.strategy is not None
+        try:
+            t0 = time.perf_counter()
+            arch = self.strategy.ask()
+            t1 = time.perf_counter()
+            result = self.evaluator.evaluate(arch)
+            t2 = time.perf_counter()
+        except BaseException as err:
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        trial.set_user_attr("arch", arch.to_json())
+        trial.set_user_attr("result", result.to_dict())
+        trial.set_user_attr("record", {
+            "arch_short": arch.short(), "strategy": self.sc.key, "strategy_name": self.sc.name,
+            "evaluator": self.evaluator.name, "reward": self.objective.score(result),
+            "ask_seconds": round(t1 - t0, 6), "eval_seconds": round(t2 - t1, 6)})
+        self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
+        self.strategy.tell(arch, result)
+        self.told.add(trial.number)
+
+
+def run_search(config: ExperimentConfig, *, progress: bool | None = None,
+               strategies: Sequence[str] | None = None) -> list[WorkerReport]:
+    """Run (or resume, or join as one more worker) every strategy of `config`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = build_space(config)
+    sources = build_latency(config, space)
+    evaluator = build_evaluator(config, space, sources)
+    prepare_run_dir(config, sources)
+    storage = open_storage(storage_url(config))
+    progress = config.search.progress if progress is None else progress
+    reports = []
+    for sc in config.strategies:
+        if strategies and sc.key not in strategies:
+            continue
+        reports.append(_Worker(config, sc, space, sources, evaluator, storage).run(progress))
+    _save_presets(config, space, evaluator)
+    return reports
+
+
+def _save_presets(config: ExperimentConfig, space: SearchSpace, evaluator: EvaluatorBase) -> None:
+    """Evaluate the space's presets once (reference points of the results plot)."""
+    path = Path(config.run_dir) / "presets.json"
+    if path.is_file():
+        return
+    names = config.results.presets if config.results.presets is not None else space.preset_names
+    out = {}
+    for name in names:
+        try:
+            arch = space.preset(name, resolution=space.resolutions[-1])
+            out[name] = {"arch": arch.to_dict(), "result": evaluator.evaluate(arch).to_dict()}
+        except nas.HwnasError as err:
+            out[name] = {"error": str(err)}
+    _atomic_write(path, json.dumps(out, indent=1))

@@ -1,0 +1,170 @@
+"""Runner reliability: persisted trials, resume after SIGKILL, 4 workers on one study, clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import nas
+from nas.experiment import ConfigError, config_from_dict, load_config, report, run_search, trials_table
+
+SPACE = {"name": "ofa_mbv3", "resolutions": [32], "num_classes": 10, "in_channels": 1}
+
+
+def _config(tmp_path: Path, **over) -> dict:
+    raw = {"name": "t", "run_dir": str(tmp_path / "run"), "seed": 0, "space": SPACE,
+           "strategy": {"name": "evolution", "options": {"population": 8}},
+           "search": {"n_trials": 20, "progress": False}}
+    raw.update(over)
+    return raw
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nas", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def _study(raw: dict, storage: str | None = None) -> optuna.Study:
+    from nas.experiment import open_storage, storage_url
+
+    config = config_from_dict(raw)
+    return optuna.load_study(study_name=f"{config.name}.{config.strategies[0].key}",
+                             storage=open_storage(storage or storage_url(config)))
+
+
+def test_trials_are_persisted_and_rerun_resumes(tmp_path) -> None:
+    raw = _config(tmp_path)
+    run_search(config_from_dict(raw))
+    first = trials_table(config_from_dict(raw))
+    assert (first.state == "COMPLETE").sum() == 20
+    assert {"accuracy", "latency_ms[macs-proxy]", "arch", "worker", "eval_seconds"} <= set(first.columns)
+    for text in first.arch:
+        assert nas.load_space(**{k: v for k, v in SPACE.items() if k != "name"}, name_or_path="ofa_mbv3").contains(
+            nas.Arch.from_json(text))
+    run_search(config_from_dict(raw, ["search.n_trials=30"]))  # more trials: continue the same study
+    second = trials_table(config_from_dict(raw))
+    assert (second.state == "COMPLETE").sum() == 30
+    assert list(second.arch[:20]) == list(first.arch)  # completed trials kept as they were
+    for name in ("config.yaml", "meta.json", "presets.json", "study.db"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_changed_experiment_in_same_run_dir_names_the_keys(tmp_path) -> None:
+    raw = _config(tmp_path, search={"n_trials": 3, "progress": False})
+    run_search(config_from_dict(raw))
+    with pytest.raises(ConfigError, match=r"seed"):
+        run_search(config_from_dict(raw, ["seed=5"]))
+
+
+def test_sigkill_then_rerun_keeps_completed_trials(tmp_path) -> None:
+    raw = _config(tmp_path, search={"n_trials": 400, "progress": False})
+    path = _write(tmp_path, raw)
+    proc = _cli("search", "--config", str(path))
+    deadline = time.time() + 60
+    done_before = 0
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            done_before = len(_study(raw).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        except (KeyError, Exception):  # study not created yet
+            continue
+        if done_before >= 10:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.user_attrs["arch"] for t in _study(raw).get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    assert len(before) >= 10 and len(before) < 400
+    out = _cli("search", "--config", str(path), "--set", "search.n_trials=" + str(len(before) + 5))
+    stdout, stderr = out.communicate(timeout=120)
+    assert out.returncode == 0, stderr
+    after = _study(raw).get_trials()
+    complete = {t.number: t.user_attrs["arch"] for t in after if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(complete) == len(before) + 5
+    assert all(complete[n] == a for n, a in before.items())
+    assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]  # the killed trial was failed
+
+
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
+def test_four_workers_share_one_study(tmp_path, storage) -> None:
+    url = None if storage == "sqlite" else str(tmp_path / "study.journal")
+    raw = _config(tmp_path, search={"n_trials": 24, "progress": False, "storage": url})
+    path = _write(tmp_path, raw)
+    run_search(config_from_dict(raw, ["search.n_trials=1"]))  # create the run folder once
+    procs = [_cli("search", "--config", str(path)) for _ in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    trials = _study(raw, url).get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 24
+    assert len({t.number for t in complete}) == 24
+    assert all(t.user_attrs.get("fail_reason") == "over budget" for t in trials if t.state.name == "FAIL")
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    workers = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert len(workers) >= 2  # they really shared the work
+
+
+def test_infeasible_budget_is_a_one_line_error(tmp_path) -> None:
+    path = _write(tmp_path, _config(tmp_path, latency={"budget_ms": 1e-4}))
+    p = _cli("search", "--config", str(path))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "no arch in this space meets 0.0001 ms on macs-proxy" in lines[0], err
+
+
+def test_unknown_config_key_is_named(tmp_path) -> None:
+    path = _write(tmp_path, _config(tmp_path, search={"n_trails": 3}))
+    with pytest.raises(ConfigError, match=r"search\.n_trails"):
+        load_config(path)
+    p = _cli("search", "--config", str(path))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "search.n_trails" in err
+
+
+def test_table_missing_space_keys_names_them(tmp_path) -> None:
+    latency = pytest.importorskip("nas.latency")
+    small = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1).restrict(kernel=[3], expand=[3])
+    from nas.evaluators import arch_macs  # noqa: F401  (entries: any positive numbers; the runner is under test)
+
+    stats = {"latency_ms": 0.1, "mean_ms": 0.1, "std_ms": 0.0, "p90_ms": 0.1, "count": 1, "passes": 3,
+             "spread_pct": 0.0, "remeasured": 0, "flagged": 0}
+    table = latency.LatencyTable({k: stats for k in small.all_block_keys()},
+                                 {"backend": "onnxruntime", "backend_version": "x", "threads": 1,
+                                  "device_name": "test", "protocol": {}})
+    table.save(tmp_path / "small.csv")
+    raw = _config(tmp_path, latency={"tables": [{"path": str(tmp_path / "small.csv")}]})
+    with pytest.raises(nas.HwnasError, match=r"missing layer\(s\): .*k[57]"):
+        run_search(config_from_dict(raw))
+
+
+def test_results_table_plot_and_export(tmp_path) -> None:
+    raw = _config(tmp_path, strategies=[{"name": "random"}, {"name": "evolution", "options": {"population": 8}}],
+                  search={"n_trials": 16, "progress": False}, latency={"budget_ms": 10.0})
+    raw.pop("strategy")
+    run_search(config_from_dict(raw))
+    rep = report(tmp_path / "run", export_best=tmp_path / "best.json")
+    assert set(rep.trials.strategy) == {"random", "evolution"} and len(rep.trials) == 32
+    assert rep.plot_path.stat().st_size > 10_000
+    assert set(rep.hypervolume.strategy) == {"random", "evolution"}
+    best = nas.Arch.from_json((tmp_path / "best.json").read_text())
+    done = rep.trials[rep.trials.state == "COMPLETE"]
+    assert best.to_json() in {nas.Arch.from_json(a).to_json() for a in done.arch}
+    row = done[[nas.Arch.from_json(a) == best for a in done.arch]].iloc[0]
+    assert row.accuracy == done.accuracy.max() and row["latency_ms[macs-proxy]"] <= 10.0
+    p = _cli("model", "summary", str(tmp_path / "best.json"), "--num-classes", "10", "--in-channels", "1")
+    assert p.wait(timeout=60) == 0
