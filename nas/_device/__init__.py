@@ -1,0 +1,4 @@
+"""Torch-free latency measurement core, shared by the host build and ``python -m nas.device_runner``.
+
+Needs only the standard library, numpy and an inference runtime (onnxruntime or a TFLite runtime).
+"""

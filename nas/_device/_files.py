@@ -1,0 +1,109 @@
+"""Atomic file writes and the latency-table CSV layout (one column per `BlockKey` field)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from nas._arch import BlockKey
+
+FORMAT_VERSION = 1
+"""Version of the table layout (CSV columns + JSON sidecar fields)."""
+KEY_COLUMNS = tuple(f.name for f in fields(BlockKey))
+STAT_COLUMNS = ("latency_ms", "mean_ms", "std_ms", "p90_ms", "count", "passes", "spread_pct",
+                "remeasured", "flagged")
+COLUMNS = KEY_COLUMNS + STAT_COLUMNS
+_INT_KEY_FIELDS = {f.name for f in fields(BlockKey) if f.type in ("int", int)}
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that a crash leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def table_csv_text(rows: Iterable[tuple[BlockKey, Mapping[str, Any]]]) -> str:
+    """The CSV text of a table: key columns then measurement columns, one row per key."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for key, stats in rows:
+        kd = key.to_dict()
+        writer.writerow([_fmt(kd[c]) for c in KEY_COLUMNS] + [_fmt(stats.get(c, "")) for c in STAT_COLUMNS])
+    return out.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def key_from_row(row: Mapping[str, str]) -> BlockKey:
+    """Parse the key columns of one CSV row (raises ValueError/KeyError/ArchError on bad cells)."""
+    data: dict[str, Any] = {}
+    for name in KEY_COLUMNS:
+        cell = row[name]
+        if name in ("kind", "op", "act"):
+            data[name] = cell
+        elif name == "se":
+            data[name] = float(cell)
+        elif name == "skip":
+            data[name] = {"0": False, "1": True, "False": False, "True": True}[cell]
+        else:
+            data[name] = int(cell)
+    return BlockKey(**data)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON metadata file of a table CSV: same name, ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def write_table(path: str | Path, rows: Iterable[tuple[BlockKey, Mapping[str, Any]]],
+                metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a table CSV and its JSON sidecar (each atomically, the sidecar last, carrying the CSV's
+    row count and checksum so a mismatched pair is detected on load). Returns the metadata written."""
+    rows = list(rows)
+    text = table_csv_text(rows)
+    meta = {"format_version": FORMAT_VERSION, "batch_size": 1, "dtype": "float32", **dict(metadata)}
+    meta["entries"] = len(rows)
+    meta["csv_sha256"] = sha256_text(text)
+    atomic_write_text(path, text)
+    atomic_write_json(sidecar_path(path), meta)
+    return meta

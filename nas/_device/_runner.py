@@ -1,0 +1,213 @@
+"""Measure the entries of a work folder in independent passes, one process per pass.
+
+A work folder holds ``manifest.json`` (backend, protocol, entries) and, for file backends, the
+model files. Each pass appends one JSON line per entry to ``passes/<name>.jsonl`` as soon as the
+entry is timed, so a killed run loses at most the entry in flight and a re-run skips what is done.
+Passes visit the entries in different random orders (interleaved), so a slow spell of the machine
+hits different entries in different passes. Torch is only imported for the ``torch`` backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from nas._device._files import atomic_write_json
+from nas._device._runtimes import open_model
+from nas._device._timing import PassStats, Protocol, core_spread_pct, combine_passes, spread_pct, time_pass
+from nas._errors import HwnasError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "hwnas-latency-work"
+
+
+class RunnerError(HwnasError):
+    """A work folder or bundle is malformed, or a measuring process failed."""
+
+
+def read_manifest(work: str | Path) -> dict[str, Any]:
+    path = Path(work) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunnerError(f"{str(path)!r} does not exist: not a latency work folder or bundle") from None
+    except json.JSONDecodeError as err:
+        raise RunnerError(f"{str(path)!r} is not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise RunnerError(f"{str(path)!r} is not a hwnas latency manifest (format != {MANIFEST_FORMAT!r})")
+    for field in ("backend", "protocol", "entries"):
+        if field not in manifest:
+            raise RunnerError(f"{str(path)!r}: missing field {field!r}")
+    return manifest
+
+
+def read_pass(path: Path) -> dict[str, PassStats]:
+    """Entries finished in one pass file (a torn last line from a crash is ignored)."""
+    done: dict[str, PassStats] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            done[row["id"]] = PassStats(row["median_ms"], row["mean_ms"], row["std_ms"], row["p90_ms"], row["count"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return done
+
+
+def _open_for_append(path: Path):  # noqa: ANN202
+    """Open a pass file for appending, first cutting a torn last line left by a crash."""
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+    return open(path, "a")
+
+
+def _opener(manifest: Mapping[str, Any], work: Path, threads: int) -> Callable[[Mapping[str, Any]], Callable[[], Any]]:
+    backend = manifest["backend"]
+    if backend == "torch":
+        from nas.latency._backends import open_torch_entry  # host only: needs torch
+
+        options = manifest.get("backend_options", {})
+        return lambda entry: open_torch_entry(entry, threads, **options)
+    return lambda entry: open_model(backend, str(work / entry["file"]), threads)
+
+
+def run_pass(work: str | Path, name: str, seed: int, threads: int, ids: Iterable[str] | None = None,
+             progress: bool = True) -> None:
+    """Time the entries of pass `name` not yet in its file, in this process, in a seeded random order."""
+    work = Path(work)
+    manifest = read_manifest(work)
+    protocol = Protocol.from_dict(manifest["protocol"])
+    entries = {e["id"]: e for e in manifest["entries"]}
+    wanted = list(entries) if ids is None else list(ids)
+    path = work / "passes" / f"{name}.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    done = read_pass(path)
+    todo = [i for i in wanted if i not in done]
+    order = np.random.default_rng(seed).permutation(len(todo))
+    opener = _opener(manifest, work, threads)
+    bar = _progress(len(todo), f"pass {name}", progress)
+    with _open_for_append(path) as out:
+        for k in order:
+            entry = entries[todo[k]]
+            try:
+                run = opener(entry)
+                stats = time_pass(run, protocol)
+            except HwnasError:
+                raise
+            except Exception as err:  # noqa: BLE001 - name the entry that failed
+                raise RunnerError(f"measuring {entry.get('name', entry['id'])} failed: {err}") from err
+            del run
+            out.write(json.dumps({"id": entry["id"], **stats.to_dict()}) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            bar(1)
+    bar(0, close=True)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Callable[..., None]:
+    if not enabled or total == 0:
+        return lambda n, close=False: None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a bare device: print a line every 10%
+        state = {"n": 0}
+
+        def bar(n: int, close: bool = False) -> None:
+            state["n"] += n
+            if close or state["n"] % max(1, total // 10) == 0:
+                print(f"{desc}: {state['n']}/{total}", file=sys.stderr, flush=True)
+        return bar
+    t = tqdm(total=total, desc=desc, unit="entry", leave=False)
+
+    def bar(n: int, close: bool = False) -> None:
+        t.update(n)
+        if close:
+            t.close()
+    return bar
+
+
+def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] | None, progress: bool) -> None:
+    cmd = [sys.executable, "-m", "nas._device._runner", str(work), "--pass-name", name, "--seed", str(seed),
+           "--threads", str(threads)]
+    if ids is not None:
+        ids_file = work / "passes" / f"{name}.ids.json"
+        ids_file.parent.mkdir(exist_ok=True)
+        atomic_write_json(ids_file, ids)
+        cmd += ["--ids-file", str(ids_file)]
+    if not progress:
+        cmd.append("--quiet")
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # so the child finds `nas` when run from a bundle
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    result = subprocess.run(cmd, env=env, stderr=subprocess.PIPE if not progress else None, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()[-1:] if not progress else []
+        raise RunnerError(f"measuring pass {name!r} in {str(work)!r} failed (exit {result.returncode})"
+                          + (f": {detail[0]}" if detail else ""))
+
+
+def measure(work: str | Path, threads: int, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Every entry of the work folder: `protocol.passes` passes in separate processes, then
+    `remeasure_passes` more for the entries whose first passes disagree by more than
+    `max_spread_pct`. Returns entry id -> latency_ms, mean_ms, std_ms, p90_ms, count, passes,
+    spread_pct, remeasured (first passes disagreed), flagged (even the `passes` passes nearest
+    the median disagree by more than max_spread_pct).
+    Resumable: finished passes and entries are read back, not measured again."""
+    work = Path(work)
+    manifest = read_manifest(work)
+    protocol = Protocol.from_dict(manifest["protocol"])
+    ids = [e["id"] for e in manifest["entries"]]
+    for p in range(protocol.passes):
+        if set(ids) - set(read_pass(work / "passes" / f"p{p}.jsonl")):
+            _spawn_pass(work, f"p{p}", p, threads, None, progress)
+    base = [read_pass(work / "passes" / f"p{p}.jsonl") for p in range(protocol.passes)]
+    unstable = [i for i in ids if spread_pct([b[i].median_ms for b in base]) > protocol.max_spread_pct]
+    extra: list[dict[str, PassStats]] = []
+    for r in range(protocol.remeasure_passes if unstable else 0):
+        name = f"r{r}"
+        if set(unstable) - set(read_pass(work / "passes" / f"{name}.jsonl")):
+            _spawn_pass(work, name, 1000 + r, threads, unstable, progress)
+        extra.append(read_pass(work / "passes" / f"{name}.jsonl"))
+    flagged_set = set(unstable)
+    results: dict[str, dict[str, Any]] = {}
+    for i in ids:
+        passes = [b[i] for b in base] + [e[i] for e in extra if i in e]
+        row = combine_passes(passes)
+        row["remeasured"] = i in flagged_set
+        core = core_spread_pct([p.median_ms for p in passes], protocol.passes)
+        row["flagged"] = core > protocol.max_spread_pct
+        results[i] = row
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="one measuring pass over a latency work folder (internal)")
+    parser.add_argument("work")
+    parser.add_argument("--pass-name", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ids-file", default=None)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    ids = json.loads(Path(args.ids_file).read_text()) if args.ids_file else None
+    try:
+        run_pass(args.work, args.pass_name, args.seed, args.threads, ids, progress=not args.quiet)
+    except HwnasError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""``nas latency build|bundle|import|calibrate|validate|show``: latency tables on the target device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BACKEND_CHOICES = ("onnxruntime", "tflite", "torch")
+
+
+def default_table_path(device: str, backend: str, threads: int, space: str, resolutions: list[int]) -> Path:
+    """``latency_tables/<device>_<backend>_t<threads>_<space>_r<res>[-<res>...].csv``."""
+    res = "-".join(str(r) for r in resolutions)
+    return Path("latency_tables") / f"{device}_{backend}_t{threads}_{space}_r{res}.csv"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lat = sub.add_parser("latency", help="build, import, calibrate and validate latency tables")
+    cmds = lat.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
+
+    p = cmds.add_parser("build", help="measure every layer of a space on this machine (resumable)")
+    _space_args(p)
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
+    p.add_argument("--device-name", default="local", help="name of this machine in the table (and file name)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
+    _protocol_args(p)
+    p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_build)
+
+    p = cmds.add_parser("bundle", help="export every layer as model files + manifest into a zip for a device")
+    _space_args(p)
+    p.add_argument("--backend", choices=("onnxruntime", "tflite"), default="onnxruntime")
+    p.add_argument("--threads", type=int, default=1, help="threads the device runner uses by default")
+    p.add_argument("--out", required=True, help="bundle zip to write")
+    _protocol_args(p)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_bundle)
+
+    p = cmds.add_parser("import", help="turn a table measured by `python -m nas.device_runner` into a table")
+    p.add_argument("measured", help="CSV written by the device runner (its .json sidecar next to it)")
+    p.add_argument("--device-name", default=None)
+    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
+    p.set_defaults(func=_import)
+
+    p = cmds.add_parser("calibrate", help="fit the table's calibration on whole networks measured end to end")
+    p.add_argument("--table", required=True)
+    p.add_argument("--n", type=int, default=40, help="random archs to measure (default 40)")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_calibrate)
+
+    p = cmds.add_parser("validate", help="error of the predictor on held-out archs and the presets")
+    p.add_argument("--table", required=True)
+    p.add_argument("--n", type=int, default=100, help="held-out random archs (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-presets", action="store_true")
+    p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_validate)
+
+    p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
+    p.add_argument("table")
+    p.add_argument("--arch", default=None, help="arch JSON file to predict")
+    p.add_argument("--entries", action="store_true", help="list every entry")
+    p.set_defaults(func=_show)
+
+
+def _space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--resolutions", type=int, nargs="+", default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--in-channels", type=int, default=None)
+    p.add_argument("--width-mult", type=float, default=None)
+
+
+def _protocol_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--passes", type=int, default=3, help="independent measuring passes (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="repeated medians per pass (default 5)")
+    p.add_argument("--warmup", type=int, default=10)
+
+
+def _load_space(args: argparse.Namespace):  # noqa: ANN202
+    from nas import load_space
+
+    return load_space(args.space, resolutions=args.resolutions, num_classes=args.num_classes,
+                      in_channels=args.in_channels, width_mult=args.width_mult)
+
+
+def _protocol(args: argparse.Namespace):  # noqa: ANN202
+    from nas.latency import Protocol
+
+    return Protocol(warmup=args.warmup, repeats=args.repeats, passes=args.passes)
+
+
+def _build(args: argparse.Namespace) -> int:
+    import time
+
+    from nas.latency import build_table
+
+    space = _load_space(args)
+    resolutions = list(args.resolutions or space.resolutions)
+    out = Path(args.out) if args.out else default_table_path(args.device_name, args.backend, args.threads,
+                                                             space.name, resolutions)
+    started = time.perf_counter()
+    table = build_table(space, args.backend, out, resolutions=resolutions, threads=args.threads,
+                        device_name=args.device_name, protocol=_protocol(args), channels_last=args.channels_last,
+                        progress=not args.quiet)
+    s = table.summary()
+    print(f"wrote {out}: {s['entries']} entries, {s['remeasured']} re-measured, {s['flagged']} flagged, "
+          f"median spread {s['median_spread_pct']:.2f}%, {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from nas.latency import write_bundle
+
+    space = _load_space(args)
+    out = write_bundle(space, args.backend, args.out, args.resolutions, args.threads, _protocol(args),
+                       progress=not args.quiet)
+    print(f"wrote {out}; on the device: PYTHONPATH={out.name} python -m nas.device_runner {out.name} "
+          f"--out measured.csv")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable, import_measured
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        meta = LatencyTable.load(args.measured).metadata
+        space = meta.get("space", {})
+        out = default_table_path(args.device_name or meta["device_name"], meta["backend"], meta["threads"],
+                                 space.get("name", "space"), space.get("resolutions", []))
+    table = import_measured(args.measured, out, args.device_name)
+    print(f"wrote {out}: {len(table)} entries from {table.metadata['device_name']}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable
+    from nas.latency._validate import calibrate, space_of
+
+    table = LatencyTable.load(args.table)
+    cal, before, after = calibrate(table, space_of(table), args.n, args.seed, progress=not args.quiet)
+    table.save(table.path)
+    print(f"calibration: {cal.scale:.4f} x sum + {cal.per_layer_ms:+.5f} ms x layers + "
+          f"{cal.per_mparam_ms:+.5f} ms x Mweights {cal.offset_ms:+.4f} ms (fitted on {args.n} archs)")
+    print(f"fit MAPE {before.mape_pct:.2f}% -> {after.mape_pct:.2f}%; saved in {table.path.with_suffix('.json')}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable
+    from nas.latency._validate import format_report, space_of, validate
+
+    table = LatencyTable.load(args.table)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(str(table.path.with_suffix("")) + ".validate")
+    report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
+                      progress=not args.quiet)
+    print(format_report(report))
+    print(f"wrote {out_dir}/validate.csv, validate.json, validate.png")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable
+
+    table = LatencyTable.load(args.table)
+    meta = {k: v for k, v in table.metadata.items() if k not in ("csv_sha256",)}
+    cal = meta.pop("calibration", None)
+    if cal:
+        cal = {k: v for k, v in cal.items() if k != "arch_ids"}
+    print(json.dumps({**meta, "calibration": cal, "stability": table.summary()}, indent=2))
+    if args.entries:
+        for key in table.keys():
+            e = table.entry(key)
+            print(f"{key.short():60s} {e['latency_ms']:9.4f} ms  spread {e['spread_pct']:5.1f}%"
+                  f"{'  FLAGGED' if e['flagged'] else ''}")
+    if args.arch:
+        from nas.cli._model import read_arch
+        from nas.latency._validate import space_of
+
+        arch = read_arch(args.arch)
+        space = space_of(table)
+        print(f"{arch.short()}\npredicted {table.predict(arch, space):.4f} ms "
+              f"(sum of entries {table.predict(arch, space, calibrated=False):.4f} ms)")
+    return 0

@@ -1,0 +1,19 @@
+"""Latency tables: measure every layer of a space on the target device, predict whole networks.
+
+``build_table`` times each `BlockKey` of a space with one backend (onnxruntime, tflite, torch) in
+≥3 independent passes; `LatencyTable` loads/saves the CSV + JSON, looks entries up, predicts one
+arch (`predict`), many (`predict_many`, vectorized), or the expectation under choice probabilities
+(`expected`, differentiable, for ProxylessNAS-style search); a calibration fitted on whole networks
+measured end to end corrects the sum, and validation reports the predictor's own error.
+"""
+
+from nas._device._timing import PassStats, Protocol, ProtocolError
+from nas.latency._backends import BACKENDS, BackendError, backend_unavailable_reason
+from nas.latency._build import build_table
+from nas.latency._bundle import import_measured, write_bundle
+from nas.latency._predict import CompiledPredictor, PredictError
+from nas.latency._table import Calibration, LatencyTable, MissingKeyError, TableError
+
+__all__ = ["BACKENDS", "BackendError", "Calibration", "CompiledPredictor", "LatencyTable", "MissingKeyError",
+           "PassStats", "PredictError", "Protocol", "ProtocolError", "TableError", "backend_unavailable_reason",
+           "build_table", "import_measured", "write_bundle"]

@@ -1,0 +1,227 @@
+"""Vectorized latency prediction over a space's flat choices (numpy), and its expectation (torch).
+
+A space is compiled once per table into *slots*: the stem, every (stage, layer) position up to the
+stage's largest depth, and the head. A slot's latency depends on a handful of choices only (the
+resolution, the width of the stage before, the stage's shared choices, the layer's own per-layer
+choices, and the stage depth, which switches the layer off). Each slot gets an array with one axis
+per such choice; predicting a batch of archs is then one gather per slot and a sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from nas._arch import Arch, BlockKey
+from nas._errors import HwnasError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nas._space import SearchSpace
+
+
+def key_mparams(key: BlockKey) -> float:
+    """Million weights of one layer (BN folded into the convs: a bias per output channel)."""
+    if key.kind == "stem":
+        return (key.kernel**2 * key.in_channels * key.out_channels + key.out_channels) / 1e6
+    if key.kind == "head":
+        n = key.in_channels * key.out_channels + key.out_channels
+        width = key.out_channels
+        if key.feature_channels:
+            n += key.out_channels * key.feature_channels
+            width = key.feature_channels
+        return (n + width * key.num_classes + key.num_classes) / 1e6
+    spec, cin = key.block_spec(), key.in_channels
+    mid = spec.mid_channels(cin)
+    if spec.op == "conv":
+        n = spec.kernel**2 * cin * spec.out_channels + spec.out_channels
+    else:
+        n = spec.kernel**2 * mid + mid + mid * spec.out_channels + spec.out_channels
+        if spec.op == "mb":
+            n += cin * mid + mid
+    if spec.se:
+        r = spec.se_channels(cin)
+        n += 2 * mid * r + r + mid
+    return n / 1e6
+
+
+class PredictError(HwnasError):
+    """Bad input to a latency predictor (an unknown choice, a malformed probability)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One layer position: the choices it depends on and its key for every combination of them."""
+
+    name: str
+    dims: tuple[str, ...]
+    keys: np.ndarray  # object array of BlockKey | None (None: the layer is absent at that depth)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float))
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def space_slots(space: "SearchSpace") -> list[Slot]:
+    """The slots of `space` (see the module docstring)."""
+    dims = space.dims
+    base = {name: opts[0] for name, opts in dims.items()}
+    for i, st in enumerate(space.stages):
+        if f"s{i}.depth" in dims:
+            base[f"s{i}.depth"] = st.max_depth
+    offsets = np.cumsum([1] + [st.max_depth for st in space.stages]).tolist()
+    slots: list[Slot] = []
+
+    def enumerate_slot(name: str, slot_dims: list[str], position: Any) -> Slot:
+        shape = [len(dims[d]) for d in slot_dims]
+        keys = np.empty(shape or [1], dtype=object).reshape(shape)
+        for index in itertools.product(*(range(n) for n in shape)):
+            choices = dict(base)
+            choices.update({d: dims[d][k] for d, k in zip(slot_dims, index)})
+            keys[index] = position(space.block_keys(space.decode(choices)), choices)
+        return Slot(name, tuple(slot_dims), keys)
+
+    res = ["resolution"]
+    slots.append(enumerate_slot("stem", res, lambda keys, c: keys[0]))
+    for i, st in enumerate(space.stages):
+        prev = [f"s{i - 1}.width"] if i > 0 and f"s{i - 1}.width" in dims else []
+        shared = [f"s{i}.{a}" for a in st.choices if a not in st.per_layer and a != "depth"]
+        depth = [f"s{i}.depth"] if f"s{i}.depth" in dims else []
+        for j in range(st.max_depth):
+            own = [f"s{i}.l{j}.{a}" for a in sorted(st.per_layer)]
+
+            # the key never depends on the depth (the base choices use the largest one); the
+            # depth axis, added next, only switches the layer off
+            slot = enumerate_slot(f"s{i}.l{j}", res + prev + shared + own,
+                                  lambda keys, c, at=offsets[i] + j: keys[at])
+            if depth:
+                present = np.array([d > j for d in dims[depth[0]]])
+                keys = np.empty(slot.keys.shape + (len(present),), dtype=object)
+                for d, ok in enumerate(present):
+                    keys[..., d] = slot.keys if ok else None
+                slot = Slot(slot.name, slot.dims + tuple(depth), keys)
+            slots.append(slot)
+    last = len(space.stages) - 1
+    head_dims = res + ([f"s{last}.width"] if f"s{last}.width" in dims else [])
+    slots.append(enumerate_slot("head", head_dims, lambda keys, c: keys[-1]))
+    return slots
+
+
+class CompiledPredictor:
+    """Per-slot latency arrays of one table over one space: fast batch prediction and expectation.
+
+    "archs/s" of `predict_indices` counts archs given as rows of the choice-index matrix that
+    `encode_indices` returns (what a search strategy keeps); turning `Arch` objects into that
+    matrix (`space.encode`) is a separate, slower step.
+    """
+
+    def __init__(self, space: "SearchSpace", lookup_ms: Any) -> None:
+        self.space = space
+        self.dim_names = list(space.dims)
+        self._col = {d: k for k, d in enumerate(self.dim_names)}
+        self.slots = space_slots(space)
+        self.latency: list[np.ndarray] = []
+        self.present: list[np.ndarray] = []
+        self.mparams: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._strides: list[np.ndarray] = []
+        for slot in self.slots:
+            flat = slot.keys.reshape(-1)
+            lat = np.array([0.0 if k is None else lookup_ms(k) for k in flat]).reshape(slot.keys.shape)
+            self.latency.append(lat)
+            self.present.append(np.array([k is not None for k in flat], dtype=float).reshape(slot.keys.shape))
+            self.mparams.append(np.array([0.0 if k is None else key_mparams(k) for k in flat]).reshape(slot.keys.shape))
+            self._cols.append(np.array([self._col[d] for d in slot.dims], dtype=np.intp))
+            shape = slot.keys.shape
+            self._strides.append(np.array([int(np.prod(shape[k + 1:])) for k in range(len(shape))], dtype=np.intp))
+        self._flat_lat = [a.reshape(-1) for a in self.latency]
+        self._flat_present = [a.reshape(-1) for a in self.present]
+        self._flat_mparams = [a.reshape(-1) for a in self.mparams]
+
+    # ------------------------------------------------------------------ encoding
+    def encode_indices(self, archs: Iterable[Arch | Mapping[str, Any]]) -> np.ndarray:
+        """Archs (or `space.encode` dicts) -> int matrix (n, len(space.dims)) of option indices."""
+        dims = self.space.dims
+        rows = []
+        for arch in archs:
+            choices = self.space.encode(arch) if isinstance(arch, Arch) else arch
+            row = []
+            for d, opts in dims.items():
+                if d not in choices:
+                    raise PredictError(f"choices lack {d!r} (space {self.space.name!r})")
+                idx = next((k for k, o in enumerate(opts) if _same(choices[d], o)), None)
+                if idx is None:
+                    raise PredictError(f"{d}={choices[d]!r} is not one of {list(opts)}")
+                row.append(idx)
+            rows.append(row)
+        return np.asarray(rows, dtype=np.intp).reshape(len(rows), len(dims))
+
+    # ------------------------------------------------------------------ prediction
+    def sum_and_layers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed table latency (ms), layer count and million weights of each row of a choice-index matrix."""
+        index = np.asarray(index)
+        if index.ndim != 2 or index.shape[1] != len(self.dim_names):
+            raise PredictError(f"choice-index matrix must have shape (n, {len(self.dim_names)}), got {index.shape}")
+        total = np.zeros(index.shape[0])
+        layers = np.zeros(index.shape[0])
+        mparams = np.zeros(index.shape[0])
+        for cols, strides, lat, present, mp in zip(self._cols, self._strides, self._flat_lat, self._flat_present,
+                                                   self._flat_mparams):
+            flat = index[:, cols] @ strides
+            total += lat[flat]
+            layers += present[flat]
+            mparams += mp[flat]
+        return total, layers, mparams
+
+    def expected(self, probs: Mapping[str, Any]):  # noqa: ANN201 - torch.Tensor
+        """Expected summed latency (ms), layer count and million weights (torch scalars, differentiable)."""
+        import torch
+
+        unknown = sorted(set(probs) - set(self.dim_names))
+        if unknown:
+            raise PredictError(f"probabilities given for unknown choice(s) {unknown} of space {self.space.name!r}")
+        dims = self.space.dims
+        vectors: dict[str, Any] = {}
+        ref = next((p for p in probs.values() if isinstance(p, torch.Tensor)), None)
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+        device = ref.device if ref is not None else None
+        for d, opts in dims.items():
+            if d in probs:
+                p = torch.as_tensor(probs[d], dtype=dtype, device=device)
+                if p.shape != (len(opts),):
+                    raise PredictError(f"probabilities of {d!r} must have shape ({len(opts)},) "
+                                       f"for options {list(opts)}, got {tuple(p.shape)}")
+                vectors[d] = p
+            elif len(opts) == 1:
+                vectors[d] = torch.ones(1, dtype=dtype, device=device)
+        totals = [torch.zeros((), dtype=dtype, device=device) for _ in range(3)]
+        for slot, *arrays in zip(self.slots, self.latency, self.present, self.mparams):
+            missing = [d for d in slot.dims if d not in vectors]
+            if missing:
+                raise PredictError(f"no probabilities given for choice(s) {missing} (space {self.space.name!r})")
+            for k, array in enumerate(arrays):
+                t = torch.as_tensor(array, dtype=dtype, device=device)
+                for d in slot.dims:  # contract the leading axis each time
+                    t = torch.tensordot(vectors[d], t, dims=1)
+                totals[k] = totals[k] + t.reshape(())
+        return tuple(totals)
+
+
+def check_slots_exact(predictor: CompiledPredictor, space: "SearchSpace", lookup_ms: Any,
+                      rng: np.random.Generator, n: int = 16) -> None:
+    """Confirm on `n` random archs that the slot decomposition reproduces the per-key sum."""
+    archs = [space.sample(rng) for _ in range(n)]
+    fast, layers, _ = predictor.sum_and_layers(predictor.encode_indices(archs))
+    for arch, f, nl in zip(archs, fast, layers):
+        keys = space.block_keys(arch)
+        slow = sum(lookup_ms(k) for k in keys)
+        if not np.isclose(f, slow, rtol=1e-9, atol=1e-9) or nl != len(keys):
+            raise PredictError(f"space {space.name!r}: its layout is not supported by the vectorized "
+                               f"predictor (arch {arch.short()} sums to {slow} ms, slots give {f})")
+
+
+__all__: Sequence[str] = ["CompiledPredictor", "PredictError", "Slot", "space_slots"]

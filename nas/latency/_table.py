@@ -1,0 +1,270 @@
+"""`LatencyTable`: measured per-layer latencies of one device + backend, with a calibrated predictor.
+
+On disk a table is a CSV (one column per `BlockKey` field, then latency_ms, mean_ms, std_ms,
+p90_ms, count, passes, spread_pct, remeasured, flagged) and a JSON sidecar of the same name with the
+metadata: device, backend and version, threads, batch size, dtype, CPU model, date, tool version,
+the timing protocol, the space it covers, and the calibration once fitted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from nas._arch import Arch, ArchError, BlockKey
+from nas._device._files import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path,
+                                write_table)
+from nas._device._runtimes import utc_now
+from nas._errors import HwnasError
+from nas.latency._predict import CompiledPredictor, check_slots_exact, key_mparams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nas._space import SearchSpace
+
+REQUIRED_METADATA = ("format_version", "backend", "backend_version", "threads", "batch_size", "dtype",
+                     "device_name", "entries", "csv_sha256", "protocol")
+
+
+class TableError(HwnasError):
+    """A latency table file is missing, corrupt, or does not match its metadata or a space."""
+
+
+class MissingKeyError(TableError, KeyError):
+    """A layer is not in the latency table (the message names the layer and the table file)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Calibration:
+    """measured ≈ scale·(summed entries) + per_layer_ms·(layers) + per_mparam_ms·(million weights) + offset_ms.
+
+    The layer term absorbs the per-call overhead each isolated entry carries; the weight term the
+    cost of streaming weights that stop fitting in the cache once the whole network runs (an
+    isolated layer always finds its weights cached). Fitted by weighted least squares on whole
+    networks measured end to end.
+    """
+
+    def __init__(self, scale: float = 1.0, per_layer_ms: float = 0.0, offset_ms: float = 0.0,
+                 per_mparam_ms: float = 0.0, **info: Any) -> None:
+        self.scale, self.per_layer_ms, self.offset_ms = float(scale), float(per_layer_ms), float(offset_ms)
+        self.per_mparam_ms = float(per_mparam_ms)
+        self.info = info
+
+    def apply(self, summed_ms: Any, layers: Any, mparams: Any = 0.0) -> Any:
+        return self.scale * summed_ms + self.per_layer_ms * layers + self.per_mparam_ms * mparams + self.offset_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "linear", "scale": self.scale, "per_layer_ms": self.per_layer_ms,
+                "per_mparam_ms": self.per_mparam_ms, "offset_ms": self.offset_ms, **self.info}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
+        data = dict(data)
+        if data.pop("model", "linear") != "linear":
+            raise TableError(f"unknown calibration model in {data!r}")
+        return cls(**data)
+
+    @classmethod
+    def fit(cls, summed_ms: Sequence[float], layers: Sequence[float], mparams: Sequence[float],
+            measured_ms: Sequence[float], **info: Any) -> "Calibration":
+        """Least squares on whole-network measurements, weighted so relative errors count. With too
+        few or too similar networks to pin down all four terms, fall back to one scale factor."""
+        s, n, p, y = (np.asarray(v, dtype=float) for v in (summed_ms, layers, mparams, measured_ms))
+        if len(y) == 0:
+            raise TableError("calibration needs at least one measured network")
+        design = np.column_stack([s, n, p, np.ones_like(s)])
+        if len(y) >= 12 and np.linalg.matrix_rank(design) == 4:
+            coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
+            return cls(coef[0], coef[1], coef[3], coef[2], fitted_on=len(y), **info)
+        scale = float(np.sum(s / y) / np.sum(s * s / y**2))
+        return cls(scale, 0.0, 0.0, 0.0, fitted_on=len(y), **info)
+
+
+class LatencyTable:
+    """Per-layer latencies (ms) keyed by `BlockKey`, plus metadata and an optional calibration."""
+
+    def __init__(self, entries: Mapping[BlockKey, Mapping[str, Any]], metadata: Mapping[str, Any] | None = None,
+                 path: str | Path | None = None) -> None:
+        self._entries = {k: dict(v) for k, v in entries.items()}
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.path = Path(path) if path is not None else None
+        self._latency = {k: float(v["latency_ms"]) for k, v in self._entries.items()}
+        self._compiled: dict[int, tuple[Any, CompiledPredictor]] = {}
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read a table CSV and its JSON sidecar; raise `TableError` naming the file on any mismatch."""
+        path = Path(path)
+        meta_path = sidecar_path(path)
+        if not path.is_file():
+            raise TableError(f"latency table {str(path)!r} does not exist")
+        if not meta_path.is_file():
+            raise TableError(f"latency table {str(path)!r} has no metadata file {str(meta_path)!r}")
+        text = path.read_text()
+        try:
+            metadata = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise TableError(f"metadata {str(meta_path)!r} is not valid JSON ({err})") from None
+        if not isinstance(metadata, dict):
+            raise TableError(f"metadata {str(meta_path)!r} must be a JSON object")
+        missing = [f for f in REQUIRED_METADATA if f not in metadata]
+        if missing:
+            raise TableError(f"metadata {str(meta_path)!r} lacks field(s) {missing}")
+        if metadata["format_version"] != FORMAT_VERSION:
+            raise TableError(f"metadata {str(meta_path)!r}: format_version {metadata['format_version']!r} "
+                             f"is not {FORMAT_VERSION} (table written by another hwnas version)")
+        reader = csv.DictReader(io.StringIO(text))
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise TableError(f"latency table {str(path)!r}: header {reader.fieldnames} is not {list(COLUMNS)}")
+        entries: dict[BlockKey, dict[str, Any]] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                key = key_from_row(row)
+                stats = {c: float(row[c]) for c in STAT_COLUMNS}
+            except (ValueError, KeyError, TypeError, ArchError) as err:
+                raise TableError(f"latency table {str(path)!r} line {line}: malformed row ({err})") from None
+            if not (np.isfinite(stats["latency_ms"]) and stats["latency_ms"] > 0):
+                raise TableError(f"latency table {str(path)!r} line {line}: latency_ms {row['latency_ms']!r} "
+                                 "must be a positive number")
+            if key in entries:
+                raise TableError(f"latency table {str(path)!r} line {line}: duplicate key {key.short()}")
+            for c in ("count", "passes", "remeasured", "flagged"):
+                stats[c] = int(stats[c])
+            entries[key] = stats
+        if metadata["entries"] != len(entries):
+            raise TableError(f"latency table {str(path)!r} has {len(entries)} rows but its metadata "
+                             f"{str(meta_path)!r} says {metadata['entries']}: the files do not belong together")
+        if metadata["csv_sha256"] != sha256_text(text):
+            raise TableError(f"latency table {str(path)!r} does not match the checksum in {str(meta_path)!r} "
+                             "(edited or truncated); rebuild it or re-import the measured CSV")
+        return cls(entries, metadata, path)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the CSV and its JSON sidecar (each atomically; metadata last)."""
+        path = Path(path)
+        self.metadata = write_table(path, ((k, self._entries[k]) for k in self._sorted_keys()), self.metadata)
+        self.path = path
+        return path
+
+    def _sorted_keys(self) -> list[BlockKey]:
+        order = {"stem": 0, "block": 1, "head": 2}
+        return sorted(self._entries, key=lambda k: (-k.in_hw, order.get(k.kind, 3), k.short()))
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def keys(self) -> list[BlockKey]:
+        return self._sorted_keys()
+
+    def entry(self, key: BlockKey) -> dict[str, Any]:
+        """Every measured column of one key."""
+        self.lookup_ms(key)
+        return dict(self._entries[key])
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else "<in-memory table>"
+
+    def lookup_ms(self, key: BlockKey) -> float:
+        """The latency (ms) of one layer; `MissingKeyError` names the key and the table file."""
+        try:
+            return self._latency[key]
+        except KeyError:
+            raise MissingKeyError(f"layer {key.short()} is not in latency table {self.where} "
+                                  f"({len(self)} entries; built for space "
+                                  f"{self.metadata.get('space', {}).get('name', '?')!r} at resolutions "
+                                  f"{self.metadata.get('space', {}).get('resolutions', '?')}); "
+                                  "build a table for this space and resolution") from None
+
+    @property
+    def calibration(self) -> Calibration | None:
+        data = self.metadata.get("calibration")
+        return Calibration.from_dict(data) if data else None
+
+    def set_calibration(self, calibration: Calibration | None) -> None:
+        if calibration is None:
+            self.metadata.pop("calibration", None)
+        else:
+            self.metadata["calibration"] = calibration.to_dict()
+
+    # ------------------------------------------------------------------ prediction
+    def summed_ms(self, arch: Arch, space: "SearchSpace") -> float:
+        """Plain sum of the entries of every layer of `arch` (no calibration)."""
+        return float(sum(self.lookup_ms(k) for k in space.block_keys(arch)))
+
+    def predict(self, arch: Arch, space: "SearchSpace", calibrated: bool = True) -> float:
+        """Predicted end-to-end latency (ms) of `arch`: the summed entries, calibrated if fitted."""
+        keys = space.block_keys(arch)
+        total = float(sum(self.lookup_ms(k) for k in keys))
+        cal = self.calibration if calibrated else None
+        return float(cal.apply(total, len(keys), sum(map(key_mparams, keys)))) if cal else total
+
+    def compile(self, space: "SearchSpace") -> CompiledPredictor:
+        """The vectorized predictor of `space` over this table (cached; checked against `predict`)."""
+        cached = self._compiled.get(id(space))
+        if cached is not None and cached[0] is space:
+            return cached[1]
+        self.check_covers(space)
+        compiled = CompiledPredictor(space, self.lookup_ms)
+        check_slots_exact(compiled, space, self.lookup_ms, np.random.default_rng(0))
+        self._compiled[id(space)] = (space, compiled)
+        return compiled
+
+    def predict_many(self, archs: Iterable[Arch | Mapping[str, Any]] | np.ndarray, space: "SearchSpace",
+                     calibrated: bool = True) -> np.ndarray:
+        """Predicted latency (ms) of many archs at once.
+
+        archs: a sequence of `Arch`, of `space.encode` dicts, or (fastest) an int matrix of option
+        indices, shape (n, len(space.dims)), columns in `space.dims` order, as
+        ``table.compile(space).encode_indices(archs)`` returns.
+        """
+        compiled = self.compile(space)
+        index = archs if isinstance(archs, np.ndarray) else compiled.encode_indices(archs)
+        total, layers, mparams = compiled.sum_and_layers(index)
+        cal = self.calibration if calibrated else None
+        return cal.apply(total, layers, mparams) if cal else total
+
+    def expected(self, probs: Mapping[str, Any], space: "SearchSpace", calibrated: bool = True):  # noqa: ANN201
+        """Expected latency (ms) under independent per-choice probabilities: a differentiable torch scalar.
+
+        probs: ``{dim_name: 1-D tensor}`` for every name of ``space.dims`` that has more than one
+        option (a name with a single option may be left out); each tensor holds the probabilities
+        of that choice's options, in the order of ``space.dims[dim_name]``, e.g. for OFA
+        ``{"s1.l0.kernel": softmax(alpha[0]) over (3, 5, 7), ..., "s1.depth": ... over (2, 3, 4)}``.
+        A layer beyond the stage depth costs nothing; its own choices still need probabilities.
+        The result is linear in each tensor, so gradients flow to every probability.
+        """
+        total, layers, mparams = self.compile(space).expected(probs)
+        cal = self.calibration if calibrated else None
+        return cal.apply(total, layers, mparams) if cal else total
+
+    def check_covers(self, space: "SearchSpace", resolutions: Iterable[int] | None = None) -> None:
+        """Raise `TableError` naming the keys of `space` (at `resolutions`) that this table lacks."""
+        missing = [k for k in space.all_block_keys(resolutions) if k not in self._latency]
+        if missing:
+            shown = ", ".join(k.short() for k in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise TableError(f"latency table {self.where} does not cover space {space.name!r} at resolutions "
+                             f"{list(resolutions or space.resolutions)}: {len(missing)} missing layer(s): "
+                             f"{shown}{more}")
+
+    def summary(self) -> dict[str, Any]:
+        spreads = np.array([e["spread_pct"] for e in self._entries.values()]) if self._entries else np.zeros(1)
+        return {"entries": len(self), "remeasured": sum(e["remeasured"] for e in self._entries.values()),
+                "flagged": sum(e["flagged"] for e in self._entries.values()),
+                "median_spread_pct": float(np.median(spreads)), "max_spread_pct": float(spreads.max())}
+
+
+def today() -> str:
+    return utc_now()

@@ -1,0 +1,80 @@
+"""Work folders: the entries to time (layer keys or whole archs), their model files and a manifest.
+
+The host build, the remote bundle and end-to-end validation all go through one folder layout,
+measured by `nas._device._runner` (the code a device runs too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from nas._arch import Arch, BlockKey
+from nas._device._files import atomic_write_json
+from nas._device._runner import MANIFEST, MANIFEST_FORMAT
+from nas._device._timing import Protocol
+from nas.latency._backends import check_backend, model_file, prepare
+
+
+def key_id(key: BlockKey) -> str:
+    """A stable id of a key (same key, same id, across runs and machines)."""
+    return "k" + hashlib.sha1(json.dumps(key.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def arch_id(arch: Arch, num_classes: int, in_channels: int) -> str:
+    text = json.dumps({"arch": arch.to_dict(), "nc": num_classes, "ic": in_channels}, sort_keys=True)
+    return "a" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def key_entries(keys: Iterable[BlockKey], backend: str) -> list[dict[str, Any]]:
+    out = []
+    for key in keys:
+        i = key_id(key)
+        out.append({"id": i, "name": key.short(), "key": key.to_dict(), "file": model_file(backend, i),
+                    "input_shape": [1, key.in_channels, key.in_hw, key.in_hw]})
+    return out
+
+
+def arch_entries(archs: Iterable[Arch], num_classes: int, in_channels: int, backend: str) -> list[dict[str, Any]]:
+    out, seen = [], set()
+    for arch in archs:
+        i = arch_id(arch, num_classes, in_channels)
+        if i in seen:
+            continue
+        seen.add(i)
+        out.append({"id": i, "name": arch.short(), "arch": arch.to_dict(), "num_classes": num_classes,
+                    "in_channels": in_channels, "file": model_file(backend, i),
+                    "input_shape": [1, in_channels, arch.resolution, arch.resolution]})
+    return out
+
+
+def write_work(folder: str | Path, backend: str, entries: Sequence[Mapping[str, Any]], protocol: Protocol,
+               info: Mapping[str, Any] | None = None, backend_options: Mapping[str, Any] | None = None,
+               progress: bool = True) -> Path:
+    """Export every entry's model file (skipping those already there) and write the manifest.
+
+    If the folder already holds a manifest for other entries, backend or protocol, the passes it
+    holds are of no use: an error says so rather than mixing measurements.
+    """
+    from nas._device._runner import RunnerError, read_manifest
+
+    check_backend(backend)
+    folder = Path(folder)
+    manifest = {"format": MANIFEST_FORMAT, "backend": backend, "backend_options": dict(backend_options or {}),
+                "protocol": protocol.to_dict(), "info": dict(info or {}), "entries": [dict(e) for e in entries]}
+    if (folder / MANIFEST).exists():
+        old = read_manifest(folder)
+        if any(old.get(f) != manifest[f] for f in ("backend", "backend_options", "protocol", "entries")):
+            raise RunnerError(f"work folder {str(folder)!r} holds an unfinished run with other settings; "
+                              "delete it to start over")
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [e for e in entries if e.get("file") and not (folder / e["file"]).exists()]
+    if todo:
+        from tqdm import tqdm
+
+        for entry in tqdm(todo, desc=f"export {backend}", unit="model", disable=not progress, leave=False):
+            prepare(backend, entry, folder)
+    atomic_write_json(folder / MANIFEST, manifest)
+    return folder
