@@ -1,12 +1,33 @@
 """Once-for-all supernet: shared weights for every arch of an elastic MBConv space.
 
 ``Supernet(space)(x, arch)`` runs any arch on shared weights (the arch is an argument, never
-module state); ``extract(supernet, arch)`` returns the equivalent static `nas.build_model` network.
+module state); ``extract(supernet, arch)`` returns the equivalent static `nas.build_model` network;
+``train_supernet(config)`` trains with progressive shrinking, the sandwich rule and in-place
+distillation; ``SharedWeightEvaluator`` measures archs with recalibrated batch norm.
 """
 
-from nas.supernet._extract import extract
+from nas.supernet._bn import recalibrate_bn, recalibrated, resize
+from nas.supernet._evaluate import SharedWeightEvaluator, accuracy
+from nas.supernet._extract import extract, load_extracted, save_extracted
 from nas.supernet._ops import ActiveWeights, BNParams, DynamicMBBlock, SupernetError
 from nas.supernet._supernet import ELASTIC, Supernet, check_space, extreme_arch, largest_arch, smallest_arch
+from nas.supernet._train import (
+    CheckpointError,
+    ConfigError,
+    Phase,
+    TrainConfig,
+    TrainResult,
+    checkpoint_evaluator,
+    load_checkpoint,
+    phase_space,
+    sandwich,
+    save_checkpoint,
+    supernet_from_checkpoint,
+    train_supernet,
+)
 
-__all__ = ["ELASTIC", "ActiveWeights", "BNParams", "DynamicMBBlock", "Supernet", "SupernetError",
-           "check_space", "extract", "extreme_arch", "largest_arch", "smallest_arch"]
+__all__ = ["ELASTIC", "ActiveWeights", "BNParams", "CheckpointError", "ConfigError", "DynamicMBBlock", "Phase",
+           "SharedWeightEvaluator", "Supernet", "SupernetError", "TrainConfig", "TrainResult", "accuracy",
+           "check_space", "checkpoint_evaluator", "extract", "extreme_arch", "largest_arch", "load_checkpoint",
+           "load_extracted", "phase_space", "recalibrate_bn", "recalibrated", "resize", "sandwich",
+           "save_checkpoint", "save_extracted", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]

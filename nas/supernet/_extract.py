@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from nas._arch import Arch
 from nas._model import Network, build_model
-from nas.supernet._ops import DynamicMBBlock
+from nas.supernet._ops import DynamicMBBlock, SupernetError
 from nas.supernet._supernet import Supernet
 
 
@@ -32,4 +35,35 @@ def extract(supernet: Supernet, arch: Arch) -> Network:
     return net.train(supernet.training)
 
 
-__all__ = ["extract"]
+_FORMAT = "hwnas-extracted-v1"
+
+
+def save_extracted(net: Network, path: str | os.PathLike[str]) -> None:
+    """Write `net` as its arch (plain dict) plus state dict, atomically; `load_extracted` or
+    ``nas.build_model(Arch.from_dict(d["arch"]), ...)`` + ``load_state_dict`` read it back."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = {"format": _FORMAT, "arch": net.arch.to_dict(), "num_classes": net.num_classes,
+               "in_channels": net.in_channels, "state_dict": net.state_dict()}
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_extracted(path: str | os.PathLike[str]) -> Network:
+    """The network `save_extracted` wrote (eval mode), read with ``weights_only=True``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise SupernetError(f"extracted model {str(path)!r} is unreadable ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise SupernetError(f"{str(path)!r} is not an extracted hwnas model ({_FORMAT})")
+    net = build_model(Arch.from_dict(payload["arch"]), payload["num_classes"], payload["in_channels"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval()
+
+
+__all__ = ["extract", "load_extracted", "save_extracted"]

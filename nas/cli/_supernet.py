@@ -1,0 +1,150 @@
+"""``nas supernet train|sample-accuracy|fit-predictor`` and ``nas extract``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    supernet = sub.add_parser("supernet", help="train a once-for-all supernet and measure its subnets")
+    cmds = supernet.add_subparsers(dest="supernet_command", required=True, metavar="SUBCOMMAND")
+
+    p = cmds.add_parser("train", help="progressive-shrinking training from a YAML config (resumes if a "
+                                      "checkpoint exists in its output_dir); runs under torchrun too")
+    p.add_argument("--config", required=True, help="YAML config, e.g. experiments/supernet_fmnist.yaml")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps of this run "
+                                                           "(resume later with the same command)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = cmds.add_parser("sample-accuracy", help="shared-weight val accuracy of random archs, as JSON lines "
+                                                "(appends; archs already in the file are skipped)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("-n", "--num-archs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="JSON-lines file: {arch, encoding, val_acc}")
+    p.add_argument("--data-root", default=None, help="read the config's dataset from this directory")
+    p.add_argument("--val-limit", type=int, default=None, help="evaluate on the first N validation images")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_sample_accuracy)
+
+    p = sub.add_parser("extract", help="a subnet of a trained supernet as a standalone model file")
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
+    p.add_argument("--arch", required=True, help="arch JSON file (a point of the supernet's space)")
+    p.add_argument("--format", choices=("torch", "onnx", "tflite"), default="torch")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                   help="re-estimate batch-norm statistics on N training batches of the config's data")
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=_extract)
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nas.supernet import train_supernet
+
+    _threads(args.threads)
+    result = train_supernet(args.config, stop_after_steps=args.steps, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        state = "finished" if result.finished else "stopped"
+        print(f"{state} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}")
+        for row in result.history[-2:]:
+            print(f"  {row['phase']}: {row['arch']} subnet val acc {row['val_acc']:.4f}")
+    return 0
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; a truncated last line (from a crash) is dropped."""
+    rows = []
+    if path.exists():
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:
+                    from nas._errors import HwnasError
+
+                    raise HwnasError(f"{path}: line {i + 1} is not JSON") from None
+    return rows
+
+
+def _sample_accuracy(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from nas import Arch
+    from nas.supernet._train import checkpoint_evaluator
+
+    _threads(args.threads)
+    supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root, args.val_limit)
+    space = supernet.space
+    out = Path(args.out)
+    done = {Arch.from_dict(r["arch"]) for r in read_jsonl(out)}
+    rng = np.random.default_rng(args.seed)
+    archs: list = []
+    for _ in range(args.num_archs * 50):
+        if len(archs) == args.num_archs:
+            break
+        arch = space.sample(rng)
+        if arch not in archs:
+            archs.append(arch)
+    todo = [a for a in archs if a not in done]
+    print(f"{len(archs) - len(todo)} of {len(archs)} archs already in {out}", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        for arch in tqdm(todo, unit="arch"):
+            row = {"arch": arch.to_dict(), "encoding": space.encode(arch), "val_acc": evaluator(arch)}
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from nas.cli._model import read_arch
+    from nas.supernet import extract, recalibrate_bn
+    from nas.supernet._train import checkpoint_evaluator, supernet_from_checkpoint
+
+    arch = read_arch(args.arch)
+    if args.recalibrate_bn:
+        supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root)
+        calibration = evaluator.calibration[:args.recalibrate_bn]
+        net = recalibrate_bn(extract(supernet, arch), calibration, arch.resolution)
+    else:
+        supernet = supernet_from_checkpoint(args.checkpoint)
+        net = extract(supernet, arch)
+    net.eval()
+    space = supernet.space
+    shape = (1, space.in_channels, arch.resolution, arch.resolution)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.format == "torch":
+        from nas.supernet import save_extracted
+
+        save_extracted(net, out)
+    else:
+        try:
+            from nas import export
+        except ImportError:
+            from nas._errors import HwnasError
+
+            raise HwnasError(f"--format {args.format} needs nas.export, which this build lacks") from None
+        if args.format == "onnx":
+            export.export_onnx(net, out, shape)
+        else:
+            export.export_tflite(net, out, shape)
+    print(f"wrote {out} ({args.format}, {arch.short()}, input {list(shape)})")
+    return 0
