@@ -184,9 +184,9 @@ def measure(work: str | Path, threads: int, progress: bool = True) -> dict[str, 
     for i in ids:
         passes = [b[i] for b in base] + [e[i] for e in extra if i in e]
         row = combine_passes(passes)
-        row["remeasured"] = i in flagged_set
+        row["remeasured"] = int(i in flagged_set)
         core = core_spread_pct([p.median_ms for p in passes], protocol.passes)
-        row["flagged"] = core > protocol.max_spread_pct
+        row["flagged"] = int(core > protocol.max_spread_pct)
         results[i] = row
     return results
 

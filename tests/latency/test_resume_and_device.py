@@ -1,0 +1,100 @@
+"""A build killed mid-pass resumes without losing a row; the device runner works without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.latency import LatencyTable, build_table, write_bundle
+from nas.latency._build import work_folder
+
+TINY = str(Path(__file__).with_name("tiny_space.yaml"))
+
+
+def _nas(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, **kw)
+
+
+def test_killed_build_resumes_without_losing_rows(tmp_path, tiny_space, fast_protocol):
+    out = tmp_path / "t.csv"
+    # a slow protocol so the kill lands mid-pass: ~0.2 s per entry
+    cmd = [sys.executable, "-m", "nas", "latency", "build", "--space", TINY, "--backend", "onnxruntime",
+           "--out", str(out), "--quiet", "--warmup", "2", "--repeats", "20"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    first = work_folder(out) / "passes" / "p0.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not first.exists() or len(first.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "no table is written before every pass is done"
+    done_before = first.read_text().splitlines()
+    assert 3 <= len(done_before) < len(tiny_space().all_block_keys())
+    with open(first, "a") as f:  # a torn line, as a crash mid-write leaves
+        f.write('{"id": "k0000", "median_')
+    space = tiny_space()
+    from nas.latency import Protocol
+
+    protocol = Protocol(warmup=2, repeats=20)
+    table = build_table(space, "onnxruntime", out, device_name="local", protocol=protocol, progress=False,
+                        keep_work=True)
+    after = first.read_text().splitlines()
+    assert after[: len(done_before)] == done_before, "rows measured before the kill are kept, not redone"
+    assert len(after) == len(space.all_block_keys())
+    measured_before = {json.loads(line)["id"]: json.loads(line)["median_ms"] for line in done_before}
+    assert len(measured_before) == len(done_before)
+    assert len(LatencyTable.load(out)) == len(table) == len(space.all_block_keys())
+
+
+def _torch_blocker(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'yaml', 'pandas'):\n"
+        "            raise ImportError(f'{name} is blocked on this device')\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    return folder
+
+
+def test_device_runner_without_torch(tmp_path, tiny_space, fast_protocol):
+    space = tiny_space()
+    bundle = write_bundle(space, "onnxruntime", tmp_path / "bundle.zip", protocol=fast_protocol, progress=False)
+    blocker = _torch_blocker(tmp_path / "blocker")
+    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{bundle}"}
+    check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert check.returncode != 0 and "blocked" in check.stderr
+    device = tmp_path / "device"
+    device.mkdir()
+    run = subprocess.run([sys.executable, "-m", "nas.device_runner", str(bundle), "--out", "measured.csv",
+                          "--quiet", "--device-name", "pi"], env=env, cwd=device, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    code = subprocess.run([sys.executable, "-c", "import nas.device_runner as d; print(d.__file__)"], env=env,
+                          cwd=device, capture_output=True, text=True)
+    assert "bundle.zip" in code.stdout, "the runner ran from the bundle's own copy of the code"
+    imported = _nas("latency", "import", str(device / "measured.csv"), "--out", str(tmp_path / "pi.csv"))
+    assert imported.returncode == 0, imported.stderr
+    table = LatencyTable.load(tmp_path / "pi.csv")
+    assert table.metadata["device_name"] == "pi" and table.metadata["backend"] == "onnxruntime"
+    table.check_covers(space)
+    archs = [space.sample(np.random.default_rng(s)) for s in range(4)]
+    assert np.all(table.predict_many(archs, space) > 0)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    missing = _nas("latency", "show", str(tmp_path / "none.csv"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and missing.stderr.count("\n") == 1
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a zip")
+    run = subprocess.run([sys.executable, "-m", "nas.device_runner", str(bad), "--out", str(tmp_path / "m.csv")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "not a zip file" in run.stderr
