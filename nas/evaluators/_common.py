@@ -8,7 +8,7 @@ import numpy as np
 
 from nas._arch import Arch
 from nas._space import SearchSpace
-from nas.evaluators._latency import LatencySource, arch_macs, arch_params
+from nas.evaluators._latency import LatencySource, _key_macs, _key_params
 from nas.evaluators._result import Result
 
 
@@ -18,8 +18,12 @@ class EvaluatorBase:
     name = "evaluator"
 
     def __init__(self, space: SearchSpace, latency: Sequence[LatencySource] = ()) -> None:
+        from nas.strategies._codec import Codec
+
         self.space = space
+        self.codec = Codec.of(space)  # validates archs (cached per arch)
         self.latency_sources = list(latency)
+        self._sizes: dict[Arch, tuple[int, int]] = {}
         names = [s.name for s in self.latency_sources]
         if len(set(names)) != len(names):
             raise ValueError(f"latency sources need distinct names, got {names}")
@@ -38,12 +42,21 @@ class EvaluatorBase:
     def evaluate_many(self, archs: Sequence[Arch]) -> list[Result]:
         archs = list(archs)
         for arch in archs:
-            self.space.validate(arch)
+            self.codec.encode(arch)  # ArchError naming the choice when outside the space
         acc, extras = self.accuracies(archs)
         lat = {s.name: np.asarray(s.predict_many(archs), dtype=float) for s in self.latency_sources}
-        return [Result(float(acc[i]), {n: float(v[i]) for n, v in lat.items()},
-                       arch_params(a, self.space), arch_macs(a, self.space), extras[i])
+        return [Result(float(acc[i]), {n: float(v[i]) for n, v in lat.items()}, *self._size(a), extras[i])
                 for i, a in enumerate(archs)]
+
+    def _size(self, arch: Arch) -> tuple[int, int]:
+        """(params, MACs), cached per arch."""
+        size = self._sizes.get(arch)
+        if size is None:
+            keys = self.space.block_keys(arch)
+            size = (sum(_key_params(k) for k in keys), sum(_key_macs(k) for k in keys))
+            if len(self._sizes) < 500_000:
+                self._sizes[arch] = size
+        return size
 
 
 def latency_fn(sources: Sequence[LatencySource], name: str | None = None) -> Callable[[Sequence[Arch]], np.ndarray]:

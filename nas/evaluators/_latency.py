@@ -69,7 +69,7 @@ class MacsProxy:
         for i, arch in enumerate(archs):
             ms = self._cache.get(arch)
             if ms is None:
-                ms = arch_macs(arch, self.space) / (self.gmacs_per_s * 1e9) * 1e3
+                ms = sum(_key_macs(k) for k in self.space.block_keys(arch)) / (self.gmacs_per_s * 1e9) * 1e3
                 if len(self._cache) < 500_000:
                     self._cache[arch] = ms
             out[i] = ms
@@ -90,11 +90,17 @@ class TableLatency:
     def __init__(self, table: Any, space: SearchSpace, name: str | None = None, check: bool = True) -> None:
         self.table = table
         self.space = space
+        from nas.strategies._codec import Codec
+
+        self._codec = Codec.of(space)
         self.name = name or str(getattr(table, "name", None) or getattr(table, "path", "table"))
         if check:
             self.check()
 
     def check(self) -> None:
+        if hasattr(self.table, "check_covers"):
+            self.table.check_covers(self.space)
+            return
         keys = getattr(self.table, "keys", None)
         have = set(keys() if callable(keys) else keys) if keys is not None else None
         if have is None:
@@ -108,8 +114,8 @@ class TableLatency:
                                f"(`nas latency build --space ...`)")
 
     def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
-        if hasattr(self.table, "predict_many"):
-            return np.asarray(self.table.predict_many(list(archs), self.space), dtype=float)
+        if hasattr(self.table, "predict_many"):  # fast path: the option-index matrix (space.dims order)
+            return np.asarray(self.table.predict_many(self._codec.encode_many(list(archs)), self.space), dtype=float)
         return np.array([self.table.predict(a, self.space) for a in archs], dtype=float)
 
     def metadata(self) -> dict[str, Any]:

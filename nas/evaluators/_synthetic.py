@@ -28,9 +28,6 @@ class SyntheticEvaluator(EvaluatorBase):
     def __init__(self, space: SearchSpace, latency: Sequence[LatencySource] = (), *, seed: int = 0,
                  low: float = 0.5, high: float = 0.95, sharpness: float = 4.0) -> None:
         super().__init__(space, latency)
-        from nas.strategies._codec import Codec
-
-        self.codec = Codec(space)
         rng = np.random.default_rng([seed, 0x5F17E71C])  # its own stream: never a strategy's draws
         raw = np.floor(rng.random(self.codec.ndims) * self.codec.sizes).astype(np.int64)
         self.target_row = self.codec.encode(self.codec.decode(raw))

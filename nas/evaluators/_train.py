@@ -17,6 +17,7 @@ class TrainEvaluator(EvaluatorBase):
     """Train each arch (`nas.build_model`) for `epochs` (at most `max_steps` steps) with SGD and a
     cosine schedule on `dataset`, then report top-1 on its validation split.
 
+    Batch-norm statistics are re-estimated on `bn_batches` training batches before evaluation.
     Seeded: the weights, the data order and the augmentation come from `seed`; the same arch gives
     the same accuracy. `extra` holds train loss, steps and seconds.
     """
@@ -27,7 +28,7 @@ class TrainEvaluator(EvaluatorBase):
                  dataset: str = "fashion_mnist_tiny", root: str | None = None, epochs: float = 1.0,
                  max_steps: int | None = None, batch_size: int = 128, lr: float = 0.05,
                  weight_decay: float = 4e-5, augment: bool = False, val_limit: int | None = None,
-                 seed: int = 0) -> None:
+                 bn_batches: int = 8, seed: int = 0) -> None:
         super().__init__(space, latency)
         from nas.data import load_dataset
 
@@ -36,6 +37,7 @@ class TrainEvaluator(EvaluatorBase):
         self.epochs, self.max_steps = float(epochs), max_steps
         self.batch_size, self.lr, self.weight_decay = int(batch_size), float(lr), float(weight_decay)
         self.augment, self.val_limit, self.seed = bool(augment), val_limit, int(seed)
+        self.bn_batches = int(bn_batches)
         self._cache: dict[Arch, tuple[float, dict[str, Any]]] = {}
 
     def accuracies(self, archs: Sequence[Arch]) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -75,9 +77,19 @@ class TrainEvaluator(EvaluatorBase):
                 loss.backward()
                 opt.step()
                 sched.step()
-                loss_sum += float(loss)
+                loss_sum += float(loss.detach())
                 done += 1
                 if done >= steps:
+                    break
+        # short runs leave BN running statistics far from the final weights': re-estimate them
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        with torch.no_grad():
+            for i, (x, _) in enumerate(loaders.train):
+                model(x)
+                if i + 1 >= self.bn_batches:
                     break
         model.eval()
         correct = total = 0

@@ -28,7 +28,7 @@ class Strategy(ABC):
     def __init__(self, space: SearchSpace, *, seed: int, objective: Objective | None = None,
                  latency_fn: LatencyFn | None = None, max_tries: int = 50) -> None:
         self.space = space
-        self.codec = Codec(space)
+        self.codec = Codec.of(space)
         self.seed = int(seed)
         self.objective = objective or Objective()
         self.latency_fn = latency_fn

@@ -9,14 +9,34 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import re
+import weakref
+
 import numpy as np
 
 from nas._arch import Arch
 from nas._space import SearchSpace
 
 
+_SHARED: "weakref.WeakKeyDictionary[SearchSpace, Codec]" = weakref.WeakKeyDictionary()
+_LAYER_DIM = re.compile(r"^s(\d+)\.l(\d+)\.(\w+)$")
+
+
 class Codec:
-    """Maps archs of `space` to and from rows of option indices (order of `space.dims`)."""
+    """Maps archs of `space` to and from rows of option indices (order of `space.dims`).
+
+    Rows are canonical: choices of layers beyond a stage's depth are reset to option 0, so one
+    arch has exactly one row (what `space.encode` gives). Use `Codec.of(space)` to share one codec
+    (and its caches) between a strategy, its evaluator and latency sources.
+    """
+
+    @classmethod
+    def of(cls, space: SearchSpace) -> "Codec":
+        """The codec of `space`, shared (a cache keyed by the space object; never changes results)."""
+        codec = _SHARED.get(space)
+        if codec is None:
+            codec = _SHARED[space] = cls(space)
+        return codec
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -26,6 +46,39 @@ class Codec:
         self.sizes = np.array([len(o) for o in self.options], dtype=np.int64)
         self._cache: dict[Arch, np.ndarray] = {}
         self._archs: dict[bytes, Arch] = {}
+        self._setup_canonical()
+
+    def _setup_canonical(self) -> None:
+        """Per-layer columns and the depth that activates them; whether the depth rule is exact."""
+        col = {n: k for k, n in enumerate(self.names)}
+        layer_cols, layer_idx, depth_vals = [], [], []
+        for k, name in enumerate(self.names):
+            m = _LAYER_DIM.match(name)
+            if not m:
+                continue
+            stage, layer = int(m.group(1)), int(m.group(2))
+            depth_name = f"s{stage}.depth"
+            if depth_name in col:
+                depth_vals.append((col[depth_name], np.array(self.dims[depth_name], dtype=np.int64)))
+            else:
+                depth_vals.append((None, int(self.space.stages[stage].options("depth")[0])))
+            layer_cols.append(k)
+            layer_idx.append(layer)
+        self._layer_cols, self._layer_idx, self._depth_of = layer_cols, layer_idx, depth_vals
+        # the depth rule is all `space.encode` does unless a stage chooses skip or width (aliasing)
+        self._rule_exact = not any(re.match(r"^s\d+\.(skip|width)$", n) for n in self.names)
+
+    def canonical(self, rows: np.ndarray) -> np.ndarray:
+        """Rows with the choices of inactive layers reset (what `encode(decode(row))` gives)."""
+        rows = np.array(rows, dtype=np.int64, copy=True)
+        single = rows.ndim == 1
+        rows = np.atleast_2d(rows)
+        for k, layer, (dcol, dvals) in zip(self._layer_cols, self._layer_idx, self._depth_of):
+            depth = dvals[rows[:, dcol]] if dcol is not None else dvals
+            rows[:, k] = np.where(depth > layer, rows[:, k], 0)
+        if not self._rule_exact:
+            rows = np.stack([self._slow_encode(self._decode_raw(r)) for r in rows])
+        return rows[0] if single else rows
 
     @property
     def ndims(self) -> int:
@@ -35,13 +88,19 @@ class Codec:
         """The option-index row of `arch` (raises `ArchError` when it is outside the space)."""
         row = self._cache.get(arch)
         if row is None:
-            choices = self.space.encode(arch)
-            row = np.array([_index(opts, choices[name]) for name, opts in zip(self.names, self.options)],
-                           dtype=np.int64)
+            row = self._slow_encode(arch)
             row.setflags(write=False)
-            if len(self._cache) < 200_000:
+            if len(self._cache) < 500_000:
                 self._cache[arch] = row
         return row
+
+    def _slow_encode(self, arch: Arch) -> np.ndarray:
+        choices = self.space.encode(arch)
+        return np.array([_index(opts, choices[name]) for name, opts in zip(self.names, self.options)],
+                        dtype=np.int64)
+
+    def _decode_raw(self, row: Sequence[int] | np.ndarray) -> Arch:
+        return self.space.decode({n: o[int(i)] for n, o, i in zip(self.names, self.options, row)})
 
     def encode_many(self, archs: Sequence[Arch]) -> np.ndarray:
         if not archs:
@@ -49,16 +108,27 @@ class Codec:
         return np.stack([self.encode(a) for a in archs])
 
     def decode(self, row: Sequence[int] | np.ndarray) -> Arch:
-        key = np.asarray(row, dtype=np.int64).tobytes()
-        arch = self._archs.get(key)
-        if arch is None:
-            arch = self.space.decode({n: o[int(i)] for n, o, i in zip(self.names, self.options, row)})
-            if len(self._archs) < 200_000:
-                self._archs[key] = arch
-        return arch
+        return self.decode_many(np.asarray(row, dtype=np.int64)[None])[0]
 
     def decode_many(self, rows: np.ndarray) -> list[Arch]:
-        return [self.decode(r) for r in rows]
+        """Archs of many rows (canonicalized together; decoded once per distinct arch)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return []
+        canon = self.canonical(rows)
+        out = []
+        for row in canon:
+            key = row.tobytes()
+            arch = self._archs.get(key)
+            if arch is None:
+                arch = self._decode_raw(row)
+                row = row.copy()
+                row.setflags(write=False)
+                if len(self._archs) < 500_000:
+                    self._cache.setdefault(arch, row)
+                    self._archs[key] = arch
+            out.append(arch)
+        return out
 
     def choices(self, row: Sequence[int] | np.ndarray) -> dict:
         """The `space.encode`-style dict of a row."""

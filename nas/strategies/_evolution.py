@@ -65,6 +65,14 @@ class Evolution(Strategy):
             self._breed()
         return self._queue.popleft()
 
+    def ask_generation(self) -> list[Arch]:
+        """Every arch of the next generation at once (the queued ones, else a new brood)."""
+        if not self._queue:
+            self._breed()
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
     def tell(self, arch: Arch, result: ResultLike) -> None:
         self._rows.append(self.codec.encode(arch))
         self._scores.append(self.objective.score(result))
@@ -111,7 +119,7 @@ class Evolution(Strategy):
         def fresh(k: int) -> np.ndarray:
             rows = propose(k)
             for _ in range(3):
-                dup = np.array([self.codec.decode(r) in self._seen for r in rows])
+                dup = np.array([a in self._seen for a in self.codec.decode_many(rows)])
                 if not dup.any():
                     break
                 rows[dup] = propose(int(dup.sum()))
@@ -130,7 +138,7 @@ class Evolution(Strategy):
         self.generation = int(state["generation"])
         self._rows = [np.asarray(r, dtype=np.int64) for r in state["rows"]]
         self._scores = [float(s) for s in state["scores"]]
-        self._seen = {self.codec.decode(r) for r in self._rows}
+        self._seen = set(self.codec.decode_many(np.asarray(state["rows"], dtype=np.int64))) if self._rows else set()
         self._queue = deque(Arch.from_dict(a) for a in state["queue"])
 
     def best(self) -> tuple[Arch, float] | None:
