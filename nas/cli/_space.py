@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_space_args(p)
     p.set_defaults(func=_sample)
 
+    p = cmds.add_parser("validate", help="check that an arch JSON file is a point of a space")
+    p.add_argument("space", help="built-in name or path to a YAML file")
+    p.add_argument("arch", help="arch JSON file")
+    _add_space_args(p)
+    p.set_defaults(func=_validate)
+
     p = cmds.add_parser("preset", help="a named arch (e.g. mnasnet_b1) as JSON")
     p.add_argument("name")
     p.add_argument("--resolution", type=int, default=None)
@@ -95,6 +101,16 @@ def _sample(args: argparse.Namespace) -> int:
                 continue
             seen.add(arch)
         sys.stdout.write(arch.to_json() + "\n")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from nas.cli._model import read_arch
+
+    space = _load(args)
+    arch = read_arch(args.arch)
+    space.validate(arch)
+    print(f"{args.arch}: in {space.name} ({arch.short()})")
     return 0
 
 
