@@ -33,6 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_sample_accuracy)
 
+    p = cmds.add_parser("fit-predictor", help="train the accuracy predictor (MLP on the arch encoding) on "
+                                              "sample-accuracy results; prints held-out RMSE and Kendall tau")
+    p.add_argument("--samples", required=True, nargs="+", help="JSON-lines files from sample-accuracy")
+    p.add_argument("--checkpoint", required=True, help="the supernet checkpoint the samples came from (its space)")
+    p.add_argument("--out", required=True, help="predictor file (.pt)")
+    p.add_argument("--heldout", type=float, default=0.2, help="share of the pairs held out for the report")
+    p.add_argument("--epochs", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_fit_predictor)
+
     p = sub.add_parser("extract", help="a subnet of a trained supernet as a standalone model file")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
     p.add_argument("--arch", required=True, help="arch JSON file (a point of the supernet's space)")
@@ -111,6 +121,30 @@ def _sample_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_predictor(args: argparse.Namespace) -> int:
+    from nas import Arch
+    from nas._errors import HwnasError
+    from nas._space import SearchSpace
+    from nas.supernet import AccuracyPredictor
+    from nas.supernet._train import load_checkpoint
+
+    rows = [row for path in args.samples for row in read_jsonl(Path(path))]
+    if not rows:
+        raise HwnasError(f"no samples in {args.samples}")
+    payload = load_checkpoint(args.checkpoint)
+    space = SearchSpace(payload["space"], f"{args.checkpoint} (space)")
+    archs = [Arch.from_dict(r["arch"]) for r in rows]
+    predictor = AccuracyPredictor(space, seed=args.seed)
+    report = predictor.fit(archs, [float(r["val_acc"]) for r in rows], heldout_fraction=args.heldout,
+                           epochs=args.epochs, seed=args.seed)
+    predictor.save(args.out)
+    print(f"{len(rows)} pairs: train {report.num_train}, held out {report.num_heldout}")
+    print(f"train RMSE {report.train_rmse * 100:.2f} pts; held-out RMSE {report.heldout_rmse * 100:.2f} pts "
+          f"(accuracy spread {report.heldout_spread * 100:.2f} pts), Kendall tau {report.heldout_kendall_tau:.3f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _extract(args: argparse.Namespace) -> int:
     import torch
 
@@ -146,5 +180,6 @@ def _extract(args: argparse.Namespace) -> int:
             export.export_onnx(net, out, shape)
         else:
             export.export_tflite(net, out, shape)
-    print(f"wrote {out} ({args.format}, {arch.short()}, input {list(shape)})")
+    layout = f"NHWC {[shape[0], shape[2], shape[3], shape[1]]}" if args.format == "tflite" else f"NCHW {list(shape)}"
+    print(f"wrote {out} ({args.format}, {arch.short()}, input {layout})")
     return 0
