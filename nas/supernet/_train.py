@@ -435,7 +435,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
     optimizer = _make_optimizer(supernet, config.optimizer, config.phases[0].lr)
     sampler = np.random.default_rng(config.seed)
     torch_rng = torch.Generator().manual_seed(config.seed + 2)  # dropout
-    step, history = 0, []
+    step, history, trained_s = 0, [], 0.0
     checkpoint = config.output_dir / CHECKPOINT_NAME
     epoch_start: torch.Tensor | None = None
     batch_in_epoch = 0
@@ -452,6 +452,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
         sampler.bit_generator.state = payload["sampler_rng"]
         torch_rng.set_state(payload["torch_rng"])
         epoch_start, batch_in_epoch = payload["epoch_start_rng"], int(payload["batch_in_epoch"])
+        trained_s = float(payload.get("train_seconds", 0.0))
         if dist_info.main:
             where = _locate(config.phases, min(step, config.total_steps - 1))
             log(f"resuming from {checkpoint} at step {step}/{config.total_steps} "
@@ -485,7 +486,8 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
                 "format": _FORMAT, "config": config.comparable(), "space": space.to_dict(),
                 "model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "sampler_rng": sampler.bit_generator.state, "epoch_start_rng": epoch_start,
-                "batch_in_epoch": batch_in_epoch, "torch_rng": torch_rng.get_state(), "history": history})
+                "batch_in_epoch": batch_in_epoch, "torch_rng": torch_rng.get_state(), "history": history,
+                "train_seconds": trained_s + time.perf_counter() - started})
 
     sw, opt_cfg = config.sandwich, config.optimizer
     stop_at = config.total_steps if stop_after_steps is None else min(config.total_steps, step + stop_after_steps)
@@ -545,7 +547,8 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
                 for label, arch in (("max", largest_arch(pspace)), ("min", smallest_arch(pspace))):
                     val_acc = evaluator(arch)
                     history.append({"phase": phase.name, "step": step, "arch": label, "val_acc": val_acc,
-                                    "train_loss": loss_avg, "elapsed_s": time.perf_counter() - started})
+                                    "train_loss": loss_avg,
+                                    "train_seconds": trained_s + time.perf_counter() - started})
                     log(f"phase {phase.name} done at step {step}: {label} subnet val acc {val_acc:.4f}")
                 supernet.train()
             if phase_done or step % config.checkpoint_every_steps == 0 or step == stop_at:
