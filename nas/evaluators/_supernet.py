@@ -29,12 +29,25 @@ class SupernetEvaluator(EvaluatorBase):
         return np.array([float(self.shared(a)) for a in archs]), [{} for _ in archs]
 
     @classmethod
-    def from_checkpoint(cls, space: SearchSpace, latency: Sequence[LatencySource] = (), **options: Any
-                        ) -> "SupernetEvaluator":
-        """Load a supernet checkpoint (``checkpoint: PATH``) through `nas.supernet.checkpoint_evaluator`."""
+    def from_checkpoint(cls, space: SearchSpace, latency: Sequence[LatencySource] = (), *, checkpoint: str,
+                        data_root: str | None = None, val_limit: int | None = None) -> "SupernetEvaluator":
+        """Load a `nas supernet train` checkpoint; its space must be the search space (same
+        resolutions, width, classes, channels), else an error names the differing keys."""
         from nas.supernet import checkpoint_evaluator
 
-        return cls(space, checkpoint_evaluator(**options), latency)
+        supernet, shared = checkpoint_evaluator(checkpoint, data_root=data_root, val_limit=val_limit)
+        theirs, ours = supernet.space.to_dict(), space.to_dict()
+        diff = sorted(k for k in set(theirs) | set(ours) if k != "description" and theirs.get(k) != ours.get(k))
+        if diff:
+            from nas._errors import HwnasError
+
+            shown = ", ".join(f"{k}: search {ours.get(k)!r} vs supernet {theirs.get(k)!r}"
+                              for k in diff if k not in ("stages", "presets", "defaults"))
+            raise HwnasError(f"supernet checkpoint {checkpoint!r} was trained on another space than the search's "
+                             f"(keys {diff} differ{'; ' + shown if shown else ''}); set the config's space to match")
+        evaluator = cls(space, shared, latency)
+        evaluator.checkpoint = checkpoint
+        return evaluator
 
 
 def load_accuracy_predictor(space: SearchSpace, **options: Any) -> Any:

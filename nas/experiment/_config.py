@@ -49,7 +49,9 @@ class LatencyConfig:
     tables: list[TableConfig] = field(default_factory=lambda: [TableConfig(path="macs-proxy")])
     """One table per target device; the first is the primary (budget, reward, 2nd objective)."""
     budget_ms: float | None = None
-    """Latency budget T on the primary table: candidates over it are rejected before evaluation."""
+    """Hard latency budget on the primary table: candidates over it are rejected before evaluation."""
+    target_ms: float | None = None
+    """The reward's latency target T (default: budget_ms). With no budget, a soft target only."""
     reward: str = "soft"
     """accuracy | soft | hard | custom (MnasNet reward, see nas.strategies.Objective)."""
     alpha: float | None = None

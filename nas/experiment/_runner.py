@@ -73,7 +73,10 @@ def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencyS
 
 def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource]) -> Objective:
     lat = config.latency
-    return Objective(table=sources[0].name, target_ms=lat.budget_ms, reward=lat.reward, alpha=lat.alpha, beta=lat.beta)
+    target = lat.target_ms if lat.target_ms is not None else lat.budget_ms
+    budget = lat.budget_ms if lat.budget_ms is not None else (float("inf") if target is not None else None)
+    return Objective(table=sources[0].name, target_ms=target, budget_ms=budget, reward=lat.reward,
+                     alpha=lat.alpha, beta=lat.beta)
 
 
 def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> EvaluatorBase:

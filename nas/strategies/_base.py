@@ -61,7 +61,7 @@ class Strategy(ABC):
     # ------------------------------------------------------------------ the latency constraint
     @property
     def constrained(self) -> bool:
-        return self.latency_fn is not None and self.objective.target_ms is not None
+        return self.latency_fn is not None and self.objective.limit_ms is not None
 
     def feasible_mask(self, rows: np.ndarray) -> tuple[np.ndarray, list[Arch], np.ndarray]:
         """Decode `rows`; which meet the budget (all when unconstrained), the archs, latencies."""
@@ -69,7 +69,7 @@ class Strategy(ABC):
         if not self.constrained:
             return np.ones(len(rows), dtype=bool), archs, np.full(len(rows), np.nan)
         lat = np.asarray(self.latency_fn(archs), dtype=float)  # type: ignore[misc]
-        return lat <= float(self.objective.target_ms), archs, lat  # type: ignore[arg-type]
+        return lat <= float(self.objective.limit_ms), archs, lat  # type: ignore[arg-type]
 
     def draw_feasible(self, propose: Any, n: int) -> list[Arch]:
         """Up to `n` archs from ``propose(k) -> rows`` that meet the budget.
@@ -91,7 +91,7 @@ class Strategy(ABC):
                 break
         if not kept:
             raise InfeasibleBudgetError(
-                f"no arch in this space meets {self.objective.target_ms:g} ms on {self.objective.describe_table()} "
+                f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "
                 f"(fastest of {self.max_tries * n} sampled: {fastest:.3g} ms); raise the budget or shrink the space")
         return kept
 

@@ -51,7 +51,7 @@ def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | Non
 
     config: the strategy's options (see its config dataclass); seed: its RNG seed; objective: what
     it maximizes and the latency budget; latency_fn: the batch latency predictor that rejects
-    archs over budget before they are evaluated (with the objective's target_ms).
+    archs over budget before they are evaluated (the objective's budget_ms, default its target_ms).
     """
     cls, _, _ = STRATEGIES[name] if name in STRATEGIES else (None, None, None)
     cfg = make_config(name, config)

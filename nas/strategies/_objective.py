@@ -40,12 +40,15 @@ class Objective:
     """How a strategy scores a result.
 
     table: the latency table (name in ``Result.latency_ms``) the budget and reward use; None takes
-    the result's first table. target_ms: the latency budget T (None: reward is accuracy alone).
+    the result's first table. target_ms: the reward's latency target T (None: the reward is
+    accuracy alone). budget_ms: a hard budget; strategies reject archs over it before evaluation
+    (defaults to target_ms; give ``budget_ms=float("inf")`` for a soft target without rejection).
     reward: "accuracy", "soft", "hard" or "custom" (then alpha/beta are used as given).
     """
 
     table: str | None = None
     target_ms: float | None = None
+    budget_ms: float | None = None
     reward: str = "soft"
     alpha: float | None = None
     beta: float | None = None
@@ -57,6 +60,14 @@ class Objective:
             raise SearchError("reward 'custom' needs alpha and beta")
         if self.target_ms is not None and not self.target_ms > 0:
             raise SearchError(f"target_ms must be positive, got {self.target_ms}")
+        if self.budget_ms is not None and not self.budget_ms > 0:
+            raise SearchError(f"budget_ms must be positive, got {self.budget_ms}")
+
+    @property
+    def limit_ms(self) -> float | None:
+        """The hard budget candidates must meet (None or inf: no rejection)."""
+        limit = self.budget_ms if self.budget_ms is not None else self.target_ms
+        return None if limit is None or limit == float("inf") else float(limit)
 
     @property
     def exponents(self) -> tuple[float, float]:

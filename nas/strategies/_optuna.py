@@ -86,13 +86,13 @@ class OptunaStrategy(Strategy):
                 break
             latency = float(self.latency_fn([arch])[0])  # type: ignore[misc]
             fastest = min(fastest, latency)
-            if latency <= float(self.objective.target_ms):  # type: ignore[arg-type]
+            if latency <= float(self.objective.limit_ms):  # type: ignore[arg-type]
                 break
             # rejected before evaluation: the sampler learns that this region is infeasible
             self._study.tell(trial, [0.0, latency] if self.multi_objective else [0.0])
         else:
             raise InfeasibleBudgetError(
-                f"no arch in this space meets {self.objective.target_ms:g} ms on {self.objective.describe_table()} "
+                f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "
                 f"(fastest of {self.max_tries} proposed: {fastest:.3g} ms); raise the budget or shrink the space")
         self._pending.setdefault(arch, []).append(trial.number)
         return arch

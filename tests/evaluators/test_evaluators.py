@@ -88,3 +88,23 @@ def test_train_evaluator_learns_and_is_deterministic(space) -> None:
     again = TrainEvaluator(small, [MacsProxy(small)], epochs=1.0, max_steps=30, batch_size=64, lr=0.1,
                            val_limit=256, seed=0).evaluate(arch)
     assert again.accuracy == r.accuracy
+
+
+def test_supernet_evaluator_adapts_shared_weights() -> None:
+    supernet_mod = pytest.importorskip("nas.supernet")
+    import torch
+
+    from nas.evaluators._supernet import SupernetEvaluator
+
+    sp = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1, width_mult=0.5)
+    torch.manual_seed(0)
+    net = supernet_mod.Supernet(sp).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
+    shared = supernet_mod.SharedWeightEvaluator(net, [x], [(x, y)])
+    ev = SupernetEvaluator(sp, shared, [MacsProxy(sp)])
+    rng = np.random.default_rng(0)
+    archs = [sp.sample(rng) for _ in range(2)]
+    results = ev.evaluate_many(archs)
+    assert [r.accuracy for r in results] == [shared(a) for a in archs]
+    assert all(r.macs == nas.count_macs(a, 10, 1) for r, a in zip(results, archs))
