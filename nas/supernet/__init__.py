@@ -18,8 +18,11 @@ from nas.supernet._train import (
     Phase,
     TrainConfig,
     TrainResult,
+    checkpoint_config,
     checkpoint_evaluator,
+    config_loaders,
     load_checkpoint,
+    make_evaluator,
     phase_space,
     sandwich,
     save_checkpoint,
@@ -29,6 +32,6 @@ from nas.supernet._train import (
 
 __all__ = ["ELASTIC", "AccuracyPredictor", "ActiveWeights", "BNParams", "CheckpointError", "ConfigError", "DynamicMBBlock", "Phase",
            "SharedWeightEvaluator", "Supernet", "SupernetError", "TrainConfig", "TrainResult", "accuracy",
-           "check_space", "checkpoint_evaluator", "extract", "extreme_arch", "largest_arch", "load_checkpoint",
+           "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_checkpoint", "make_evaluator",
            "kendall_tau", "load_extracted", "one_hot", "phase_space", "PredictorReport", "recalibrate_bn", "recalibrated", "resize", "sandwich",
            "save_checkpoint", "save_extracted", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]

@@ -577,20 +577,31 @@ __all__ = ["CHECKPOINT_NAME", "ELASTIC_DIMS", "CheckpointError", "ConfigError", 
            "phase_space", "sandwich", "save_checkpoint", "supernet_from_checkpoint", "train_supernet"]
 
 
-def checkpoint_evaluator(path: str | os.PathLike[str], data_root: str | None = None,
-                         val_limit: int | None = None) -> tuple[Supernet, SharedWeightEvaluator]:
-    """The supernet of a checkpoint and a shared-weight evaluator on the data of its config
-    (`data_root` overrides where the dataset is read from, `val_limit` caps the validation images)."""
+def checkpoint_config(path: str | os.PathLike[str], data_root: str | None = None,
+                      val_limit: int | None = None) -> TrainConfig:
+    """The training config stored in a checkpoint (`data_root` overrides where the dataset is read
+    from, `val_limit` caps the validation images used by evaluation)."""
     payload = load_checkpoint(path)
     raw = {**payload["config"], "output_dir": str(Path(path).parent)}
     if data_root is not None:
         raw["data"] = {**raw["data"], "root": data_root}
     if val_limit is not None:
         raw["eval"] = {**raw.get("eval", {}), "limit": val_limit}
-    config = TrainConfig.from_dict(raw, f"{path} (config)")
+    return TrainConfig.from_dict(raw, f"{path} (config)")
+
+
+def config_loaders(config: TrainConfig, resolution: int) -> Any:
+    """`nas.data.Loaders` (train shuffled and augmented as in training, val, test) of a config."""
+    return _make_loaders(config, _load_splits(config), resolution)
+
+
+def checkpoint_evaluator(path: str | os.PathLike[str], data_root: str | None = None,
+                         val_limit: int | None = None) -> tuple[Supernet, SharedWeightEvaluator]:
+    """The supernet of a checkpoint and a shared-weight evaluator on the data of its config."""
+    config = checkpoint_config(path, data_root, val_limit)
     supernet = supernet_from_checkpoint(path)
-    loaders = _make_loaders(config, _load_splits(config), max(supernet.space.resolutions))
+    loaders = config_loaders(config, max(supernet.space.resolutions))
     return supernet, make_evaluator(supernet, loaders, config)
 
 
-__all__ += ["checkpoint_evaluator"]
+__all__ += ["checkpoint_config", "checkpoint_evaluator", "config_loaders"]
