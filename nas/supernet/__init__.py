@@ -9,7 +9,13 @@ distillation; ``SharedWeightEvaluator`` measures archs with recalibrated batch n
 from nas.supernet._bn import recalibrate_bn, recalibrated, resize
 from nas.supernet._evaluate import SharedWeightEvaluator, accuracy
 from nas.supernet._extract import extract, load_extracted, save_extracted
-from nas.supernet._predictor import AccuracyPredictor, PredictorReport, kendall_tau, one_hot
+from nas.supernet._predictor import (
+    AccuracyPredictor,
+    PredictorReport,
+    kendall_tau,
+    load_accuracy_predictor,
+    one_hot,
+)
 from nas.supernet._ops import ActiveWeights, BNParams, DynamicMBBlock, SupernetError
 from nas.supernet._supernet import ELASTIC, Supernet, check_space, extreme_arch, largest_arch, smallest_arch
 from nas.supernet._train import (
@@ -32,6 +38,6 @@ from nas.supernet._train import (
 
 __all__ = ["ELASTIC", "AccuracyPredictor", "ActiveWeights", "BNParams", "CheckpointError", "ConfigError", "DynamicMBBlock", "Phase",
            "SharedWeightEvaluator", "Supernet", "SupernetError", "TrainConfig", "TrainResult", "accuracy",
-           "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_checkpoint", "make_evaluator",
+           "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_accuracy_predictor", "load_checkpoint", "make_evaluator",
            "kendall_tau", "load_extracted", "one_hot", "phase_space", "PredictorReport", "recalibrate_bn", "recalibrated", "resize", "sandwich",
            "save_checkpoint", "save_extracted", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]

@@ -154,4 +154,16 @@ class AccuracyPredictor(nn.Module):
         return predictor.eval()
 
 
-__all__ = ["AccuracyPredictor", "PredictorReport", "kendall_tau", "one_hot"]
+def load_accuracy_predictor(path: str | os.PathLike[str], space: SearchSpace | None = None) -> AccuracyPredictor:
+    """Load a predictor written by ``nas supernet fit-predictor``; with `space`, check that it was
+    trained on that space (same declaration) and name the differing keys otherwise."""
+    predictor = AccuracyPredictor.load(path)
+    if space is not None:
+        theirs, ours = predictor.space.to_dict(), space.to_dict()
+        diff = sorted(k for k in set(theirs) | set(ours) if k != "description" and theirs.get(k) != ours.get(k))
+        if diff:
+            raise SupernetError(f"predictor {str(path)!r} was trained on another space (keys {diff} differ)")
+    return predictor
+
+
+__all__ = ["AccuracyPredictor", "PredictorReport", "kendall_tau", "load_accuracy_predictor", "one_hot"]

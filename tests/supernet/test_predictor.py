@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 import nas
-from nas.supernet import AccuracyPredictor, SupernetError, kendall_tau, largest_arch, one_hot, smallest_arch
+from nas.supernet import (
+    AccuracyPredictor,
+    SupernetError,
+    kendall_tau,
+    largest_arch,
+    load_accuracy_predictor,
+    one_hot,
+    smallest_arch,
+)
 
 
 def test_one_hot_blocks_and_missing_layers_are_zero(tiny_space):
@@ -32,7 +40,9 @@ def test_predictor_learns_a_known_signal_and_reports_heldout_quality(tiny_space,
     assert report.heldout_kendall_tau > 0.6
     path = tmp_path / "p.pt"
     predictor.save(path)
-    loaded = AccuracyPredictor.load(path)
+    loaded = load_accuracy_predictor(path, space=tiny_space)
+    with pytest.raises(SupernetError, match=r"another space \(keys \['width_mult'\] differ\)"):
+        load_accuracy_predictor(path, space=nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1))
     np.testing.assert_allclose(loaded.predict(archs[:5]), predictor.predict(archs[:5]), rtol=0, atol=1e-7)
     with pytest.raises(SupernetError, match="bad.pt.* is unreadable"):
         (tmp_path / "bad.pt").write_bytes(b"")
