@@ -43,8 +43,9 @@ def space_of(table: LatencyTable) -> "SearchSpace":
 
 
 def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTable, work: str | Path,
-                  progress: bool = True, keep_work: bool = False) -> np.ndarray:
-    """Measured end-to-end latency (ms) of each arch, with the table's backend, threads and protocol."""
+                  progress: bool = True, keep_work: bool = False, spreads: list | None = None) -> np.ndarray:
+    """Measured end-to-end latency (ms) of each arch, with the table's backend, threads and protocol
+    (the spread of each arch's passes, in percent, is appended to `spreads` when given)."""
     meta = table.metadata
     backend, threads = meta["backend"], int(meta["threads"])
     protocol = Protocol.from_dict(meta["protocol"])
@@ -53,7 +54,10 @@ def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTab
     results = measure(work, threads, progress)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
-    return np.array([results[arch_id(a, space.num_classes, space.in_channels)]["latency_ms"] for a in archs])
+    ids = [arch_id(a, space.num_classes, space.in_channels) for a in archs]
+    if spreads is not None:
+        spreads.extend(results[i]["spread_pct"] for i in ids)
+    return np.array([results[i]["latency_ms"] for i in ids])
 
 
 def random_archs(space: "SearchSpace", n: int, seed: int, exclude: Iterable[str] = ()) -> list[Arch]:
@@ -142,7 +146,8 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
                 archs.append(space.preset(name, resolution=r))
                 groups.append(name)
     work = Path(work) if work else _default_work(table, "validate")
-    measured = measure_archs(archs, space, table, work, progress)
+    spreads: list[float] = []
+    measured = measure_archs(archs, space, table, work, progress, spreads=spreads)
     compiled = table.compile(space)
     summed, layers, mparams = compiled.sum_and_layers(compiled.encode_indices(archs))
     calibrated = cal.apply(summed, layers, mparams) if cal else summed
@@ -155,9 +160,9 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
             report[label] = {"sum": ErrorReport.of(summed[mask], measured[mask]).to_dict(),
                              "calibrated": ErrorReport.of(calibrated[mask], measured[mask]).to_dict()}
     rows = [{"group": grp, "arch_id": arch_id(a, space.num_classes, space.in_channels), "arch": a.short(),
-             "layers": int(nl), "summed_ms": s, "predicted_ms": p, "measured_ms": m,
-             "error_pct": (p - m) / m * 100}
-            for grp, a, nl, s, p, m in zip(groups, archs, layers, summed, calibrated, measured)]
+             "layers": int(nl), "mweights": w, "summed_ms": s, "predicted_ms": p, "measured_ms": m,
+             "measured_spread_pct": sp, "error_pct": (p - m) / m * 100}
+            for grp, a, nl, w, s, p, m, sp in zip(groups, archs, layers, mparams, summed, calibrated, measured, spreads)]
     report["rows"] = rows
     if out_dir is not None:
         write_validation(report, out_dir)
