@@ -142,6 +142,30 @@ class DynamicMBBlock(nn.Module):
         y = self._bn(F.conv2d(y, w.project), self.project.bn, w.project_bn)
         return x + y if spec.skip else y
 
+    def channel_importance(self) -> torch.Tensor:
+        """L1 norm of the projection weights reading each expanded channel (OFA's importance)."""
+        return self.project.conv.weight.detach().abs().sum((0, 2, 3))
+
+    @torch.no_grad()
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        """Reorder the expanded channels by decreasing importance (and the squeeze-excite bottleneck
+        channels by theirs), so that small expand ratios keep the most important ones. The full
+        block computes the same function before and after; `optimizer` state (momentum, Adam
+        moments) is permuted along. Returns the permutation of the expanded channels."""
+        perm = torch.argsort(self.channel_importance(), descending=True, stable=True)
+        targets = [(t, 0) for t in (self.expand.conv.weight, self.dw.conv.weight)]
+        for bn in (self.expand.bn, self.dw.bn):
+            targets += [(t, 0) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
+        targets.append((self.project.conv.weight, 1))
+        if self.se_ratio:
+            targets += [(self.se.reduce.weight, 1), (self.se.expand.weight, 0), (self.se.expand.bias, 0)]
+        _permute(targets, perm, optimizer)
+        if self.se_ratio:
+            se_perm = torch.argsort(self.se.expand.weight.abs().sum((0, 2, 3)), descending=True, stable=True)
+            _permute([(self.se.reduce.weight, 0), (self.se.reduce.bias, 0), (self.se.expand.weight, 1)],
+                     se_perm, optimizer)
+        return perm
+
     def static_state(self, spec: BlockSpec) -> dict[str, torch.Tensor]:
         """A state dict for `nas._model.Block(spec, in_channels)` holding this block's active weights."""
         w = self.active(spec)
@@ -157,6 +181,17 @@ class DynamicMBBlock(nn.Module):
             for field, value in zip(("reduce.weight", "reduce.bias", "expand.weight", "expand.bias"), w.se):
                 state[f"se.{field}"] = value
         return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _permute(targets: list[tuple[torch.Tensor, int]], perm: torch.Tensor,
+             optimizer: torch.optim.Optimizer | None) -> None:
+    for tensor, dim in targets:
+        tensors = [tensor]
+        if optimizer is not None and tensor in optimizer.state:
+            tensors += [v for v in optimizer.state[tensor].values()
+                        if isinstance(v, torch.Tensor) and v.shape == tensor.shape]
+        for t in tensors:
+            t.copy_(t.index_select(dim, perm))
 
 
 __all__ = ["ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError"]

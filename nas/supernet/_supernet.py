@@ -102,6 +102,14 @@ class Supernet(nn.Module):
         if len(self._validated) > _VALIDATED_CACHE_SIZE:
             self._validated.popitem(last=False)
 
+    def reorganize_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Sort every elastic block's expanded channels by importance (before shrinking expand);
+        the largest subnet is unchanged, smaller expand ratios keep the most important channels."""
+        for stage in self.stages:
+            for layer in stage:
+                if isinstance(layer, DynamicMBBlock):
+                    layer.sort_channels(optimizer)
+
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         self.validate(arch)
         if tuple(x.shape[-2:]) != (arch.resolution, arch.resolution):

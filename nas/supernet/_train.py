@@ -67,7 +67,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "eval": {"bn_batches": ((int,), 8), "batch_size": ((int,), 500), "limit": ((int, type(None)), None)},
     "phase": {"name": ((str,), _REQUIRED), "steps": ((int,), _REQUIRED), "lr": ((float,), _REQUIRED),
               "elastic": ((list,), []), "warmup_steps": ((int,), 0),
-              "num_random": ((int, type(None)), None)},
+              "num_random": ((int, type(None)), None), "reorganize_channels": ((bool,), False)},
 }
 
 
@@ -106,6 +106,8 @@ class Phase:
     warmup_steps: int = 0
     num_random: int | None = None
     """Random subnets per step besides the largest and smallest (None: the config's sandwich.num_random)."""
+    reorganize_channels: bool = False
+    """Sort expanded channels by importance when the phase starts (OFA does before elastic expand)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class TrainConfig:
             if p["num_random"] is not None and p["num_random"] < 0:
                 raise ConfigError(f"{source}: phases[{i}] ({p['name']}): num_random must be >= 0")
             phases.append(Phase(p["name"], p["steps"], p["lr"], tuple(p["elastic"]), p["warmup_steps"],
-                                p["num_random"]))
+                                p["num_random"], p["reorganize_channels"]))
         opt = sections["optimizer"]
         if opt["name"] not in ("sgd", "adamw"):
             raise ConfigError(f"{source}: optimizer: name {opt['name']!r} is not 'sgd' or 'adamw'")
@@ -502,6 +504,8 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
         while step < stop_at:
             index, phase_step = _locate(config.phases, step)
             phase, pspace = config.phases[index], spaces[index]
+            if phase_step == 0 and phase.reorganize_channels:
+                supernet.reorganize_channels(optimizer)  # identical on every rank: same weights
             x, y = next_batch()
             if dist_info.world > 1:
                 x, y = x[dist_info.rank::dist_info.world], y[dist_info.rank::dist_info.world]

@@ -87,3 +87,25 @@ def test_block_rejects_specs_it_cannot_run(spec, words):
     dyn = DynamicMBBlock(8, 8, 1, "relu", 0.0, KERNELS, EXPANDS)
     with pytest.raises(SupernetError, match=words):
         dyn.check(spec)
+
+
+def test_sort_channels_keeps_the_full_block_and_orders_importance():
+    dyn = _block(16, 16, 1, 0.25).eval()
+    x = torch.randn(2, 16, 8, 8)
+    full = BlockSpec("mb", 5, 1, 16, 6, 0.25, True, "hswish")
+    small = BlockSpec("mb", 5, 1, 16, 3, 0.25, True, "hswish")
+    optimizer = torch.optim.SGD(dyn.parameters(), lr=0.1, momentum=0.9)
+    dyn(x, full).sum().backward()
+    optimizer.step()  # creates momentum buffers
+    with torch.no_grad():
+        before_full, before_small = dyn(x, full), dyn(x, small)
+    momentum_before = optimizer.state[dyn.project.conv.weight]["momentum_buffer"].clone()
+    perm = dyn.sort_channels(optimizer)
+    assert sorted(perm.tolist()) == list(range(96)) and perm.tolist() != list(range(96))
+    importance = dyn.channel_importance()
+    assert torch.all(importance[:-1] >= importance[1:])
+    with torch.no_grad():
+        torch.testing.assert_close(dyn(x, full), before_full, rtol=1e-5, atol=1e-4)  # summation order only
+        assert (dyn(x, small) - before_small).abs().max() > 1e-3  # now the important channels are used
+    torch.testing.assert_close(optimizer.state[dyn.project.conv.weight]["momentum_buffer"],
+                               momentum_before[:, perm])

@@ -47,7 +47,7 @@ def tiny_config(output_dir: Path, **overrides) -> dict:
         "phases": [{"name": "full", "steps": 2, "lr": 0.05},
                    {"name": "kernel", "steps": 2, "lr": 0.02, "elastic": ["kernel"]},
                    {"name": "all", "steps": 3, "lr": 0.02, "elastic": ["kernel", "depth", "expand"],
-                    "num_random": 1}],
+                    "num_random": 1, "reorganize_channels": True}],
     }
     config.update(overrides)
     return config
