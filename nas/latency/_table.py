@@ -42,48 +42,67 @@ class MissingKeyError(TableError, KeyError):
 
 
 class Calibration:
-    """measured ≈ scale·(summed entries) + per_layer_ms·(layers) + per_mparam_ms·(million weights) + offset_ms.
+    """measured ≈ scale·sum + per_layer_ms·layers + per_mparam_ms·max(0, Mweights − cache_mparams) + offset_ms.
 
-    The layer term absorbs the per-call overhead each isolated entry carries; the weight term the
-    cost of streaming weights that stop fitting in the cache once the whole network runs (an
-    isolated layer always finds its weights cached). Fitted by weighted least squares on whole
-    networks measured end to end.
+    sum: the summed table entries; layers: the layer count (absorbs the per-call overhead each
+    isolated entry carries); Mweights: the network's weights in millions. An isolated layer always
+    finds its weights in the cache; a whole network whose weights exceed the cache streams them from
+    memory at every inference, so past `cache_mparams` each extra weight costs time. The knee is
+    chosen by a grid search, the other terms by least squares on relative error, on whole networks
+    measured end to end.
     """
 
     def __init__(self, scale: float = 1.0, per_layer_ms: float = 0.0, offset_ms: float = 0.0,
-                 per_mparam_ms: float = 0.0, **info: Any) -> None:
+                 per_mparam_ms: float = 0.0, cache_mparams: float = 0.0, **info: Any) -> None:
         self.scale, self.per_layer_ms, self.offset_ms = float(scale), float(per_layer_ms), float(offset_ms)
-        self.per_mparam_ms = float(per_mparam_ms)
+        self.per_mparam_ms, self.cache_mparams = float(per_mparam_ms), float(cache_mparams)
         self.info = info
 
     def apply(self, summed_ms: Any, layers: Any, mparams: Any = 0.0) -> Any:
-        return self.scale * summed_ms + self.per_layer_ms * layers + self.per_mparam_ms * mparams + self.offset_ms
+        excess = mparams - self.cache_mparams
+        if hasattr(excess, "clamp"):  # a torch tensor: keep the graph
+            excess = excess.clamp(min=0.0)
+        else:
+            excess = np.maximum(excess, 0.0)
+        return self.scale * summed_ms + self.per_layer_ms * layers + self.per_mparam_ms * excess + self.offset_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": "linear", "scale": self.scale, "per_layer_ms": self.per_layer_ms,
-                "per_mparam_ms": self.per_mparam_ms, "offset_ms": self.offset_ms, **self.info}
+        return {"model": "linear-knee", "scale": self.scale, "per_layer_ms": self.per_layer_ms,
+                "per_mparam_ms": self.per_mparam_ms, "cache_mparams": self.cache_mparams,
+                "offset_ms": self.offset_ms, **self.info}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
         data = dict(data)
-        if data.pop("model", "linear") != "linear":
+        if data.pop("model", "linear-knee") not in ("linear", "linear-knee"):
             raise TableError(f"unknown calibration model in {data!r}")
         return cls(**data)
 
     @classmethod
     def fit(cls, summed_ms: Sequence[float], layers: Sequence[float], mparams: Sequence[float],
             measured_ms: Sequence[float], **info: Any) -> "Calibration":
-        """Least squares on whole-network measurements, weighted so relative errors count. With too
-        few or too similar networks to pin down all four terms, fall back to one scale factor."""
+        """Fit on whole-network measurements (relative least squares). With fewer than 12 networks,
+        or too similar ones to pin down every term, one scale factor."""
         s, n, p, y = (np.asarray(v, dtype=float) for v in (summed_ms, layers, mparams, measured_ms))
         if len(y) == 0:
             raise TableError("calibration needs at least one measured network")
-        design = np.column_stack([s, n, p, np.ones_like(s)])
-        if len(y) >= 12 and np.linalg.matrix_rank(design) == 4:
-            coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
-            return cls(coef[0], coef[1], coef[3], coef[2], fitted_on=len(y), **info)
+        best: tuple[float, Calibration] | None = None
+        if len(y) >= 12:
+            knees = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 0.9, 19)), [p.max()]]))
+            for knee in knees:
+                design = np.column_stack([s, n, np.maximum(p - knee, 0.0), np.ones_like(s)])
+                if np.linalg.matrix_rank(design) < 4:
+                    design[:, 2] = 0.0
+                    if np.linalg.matrix_rank(design) < 3:
+                        continue
+                coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
+                err = float(np.sum((design @ coef / y - 1.0) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, cls(coef[0], coef[1], coef[3], coef[2], float(knee), fitted_on=len(y), **info))
+        if best is not None:
+            return best[1]
         scale = float(np.sum(s / y) / np.sum(s * s / y**2))
-        return cls(scale, 0.0, 0.0, 0.0, fitted_on=len(y), **info)
+        return cls(scale, fitted_on=len(y), **info)
 
 
 class LatencyTable:

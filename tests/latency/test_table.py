@@ -102,7 +102,7 @@ def test_vectorized_predict_equals_per_arch_sum(space_table):
     index = table.compile(space).encode_indices(archs)
     assert np.allclose(table.predict_many(index, space), per_arch, rtol=1e-12)
     assert np.allclose(table.predict_many([space.encode(a) for a in archs], space), per_arch, rtol=1e-12)
-    table.set_calibration(Calibration(1.1, 0.01, 0.2, per_mparam_ms=0.05))
+    table.set_calibration(Calibration(1.1, 0.01, 0.2, per_mparam_ms=0.05, cache_mparams=2.0))
     try:
         calibrated = np.array([table.predict(a, space) for a in archs])
         assert np.allclose(table.predict_many(index, space), calibrated)
@@ -137,9 +137,11 @@ def test_calibration_fit_recovers_a_linear_model():
     summed = rng.uniform(1, 10, 40)
     layers = rng.integers(10, 30, 40)
     mparams = rng.uniform(1, 8, 40)
-    measured = 1.05 * summed - 0.01 * layers + 0.2 * mparams + 0.3
+    measured = 1.05 * summed - 0.01 * layers + 0.2 * np.maximum(mparams - 4.0, 0) + 0.3
     cal = Calibration.fit(summed, layers, mparams, measured)
-    assert (cal.scale, cal.per_layer_ms, cal.per_mparam_ms, cal.offset_ms) == pytest.approx((1.05, -0.01, 0.2, 0.3))
+    assert (cal.scale, cal.per_layer_ms, cal.per_mparam_ms, cal.offset_ms) == pytest.approx(
+        (1.05, -0.01, 0.2, 0.3 + 0.2 * (cal.cache_mparams - 4.0)), abs=0.02)
+    assert cal.apply(summed, layers, mparams) == pytest.approx(measured, rel=0.03)
     one = Calibration.fit(summed[:3], layers[:3], mparams[:3], 1.2 * summed[:3])  # too few: one scale
     assert one.scale == pytest.approx(1.2) and one.per_layer_ms == 0.0
     assert Calibration.from_dict(cal.to_dict()).to_dict() == cal.to_dict()
