@@ -299,3 +299,25 @@ def test_cli_extract_tflite_matches_torch(tmp_path, trained_checkpoint):
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     with torch.no_grad():
         np.testing.assert_allclose(got, supernet_from_checkpoint(trained_checkpoint)(x, arch).numpy(), rtol=0, atol=1e-4)
+
+
+def test_cli_sample_accuracy_appends_skips_done_archs_and_feeds_the_predictor(tmp_path, trained_checkpoint, capsys):
+    import json
+
+    samples = tmp_path / "samples.jsonl"
+    base = ["supernet", "sample-accuracy", "--checkpoint", str(trained_checkpoint), "--out", str(samples),
+            "--val-limit", "32"]
+    assert cli_main(base + ["-n", "5"]) == 0
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(rows) == 5 and all(0.0 <= r["val_acc"] <= 1.0 for r in rows)
+    assert cli_main(base + ["-n", "7"]) == 0  # the same seed: the first 5 archs are cached in the file
+    assert "5 of 7 archs already in" in capsys.readouterr().err
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(rows) == 7 and len({json.dumps(r["arch"]) for r in rows}) == 7
+    supernet = supernet_from_checkpoint(trained_checkpoint)
+    assert rows[0]["encoding"] == supernet.space.encode(nas.Arch.from_dict(rows[0]["arch"]))
+    predictor = tmp_path / "predictor.pt"
+    assert cli_main(["supernet", "fit-predictor", "--samples", str(samples), "--checkpoint", str(trained_checkpoint),
+                     "--out", str(predictor), "--epochs", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out RMSE" in out and "Kendall tau" in out and predictor.exists()
