@@ -13,7 +13,9 @@ from nas.latency._build import build_table
 from nas.latency._bundle import import_measured, write_bundle
 from nas.latency._predict import CompiledPredictor, PredictError
 from nas.latency._table import Calibration, LatencyTable, MissingKeyError, TableError
+from nas.latency._validate import ErrorReport, calibrate, measure_archs, space_of, validate
 
-__all__ = ["BACKENDS", "BackendError", "Calibration", "CompiledPredictor", "LatencyTable", "MissingKeyError",
-           "PassStats", "PredictError", "Protocol", "ProtocolError", "TableError", "backend_unavailable_reason",
-           "build_table", "import_measured", "write_bundle"]
+__all__ = ["BACKENDS", "BackendError", "Calibration", "CompiledPredictor", "ErrorReport", "LatencyTable",
+           "MissingKeyError", "PassStats", "PredictError", "Protocol", "ProtocolError", "TableError",
+           "backend_unavailable_reason", "build_table", "calibrate", "import_measured", "measure_archs", "space_of",
+           "validate", "write_bundle"]

@@ -141,6 +141,7 @@ class CompiledPredictor:
         self._flat_lat = [a.reshape(-1) for a in self.latency]
         self._flat_present = [a.reshape(-1) for a in self.present]
         self._flat_mparams = [a.reshape(-1) for a in self.mparams]
+        self._folded: tuple[Any, list[np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ encoding
     def encode_indices(self, archs: Iterable[Arch | Mapping[str, Any]]) -> np.ndarray:
@@ -161,21 +162,52 @@ class CompiledPredictor:
         return np.asarray(rows, dtype=np.intp).reshape(len(rows), len(dims))
 
     # ------------------------------------------------------------------ prediction
-    def sum_and_layers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Summed table latency (ms), layer count and million weights of each row of a choice-index matrix."""
+    def _flat(self, index: np.ndarray) -> Iterable[np.ndarray]:
+        """Per slot, the flat position of each row in the slot's arrays."""
         index = np.asarray(index)
         if index.ndim != 2 or index.shape[1] != len(self.dim_names):
             raise PredictError(f"choice-index matrix must have shape (n, {len(self.dim_names)}), got {index.shape}")
-        total = np.zeros(index.shape[0])
-        layers = np.zeros(index.shape[0])
-        mparams = np.zeros(index.shape[0])
-        for cols, strides, lat, present, mp in zip(self._cols, self._strides, self._flat_lat, self._flat_present,
-                                                   self._flat_mparams):
-            flat = index[:, cols] @ strides
+        columns = np.ascontiguousarray(index.T, dtype=np.intp)  # one contiguous row per choice
+        for cols, strides in zip(self._cols, self._strides):
+            flat = columns[cols[0]] * strides[0]
+            for c, st in zip(cols[1:], strides[1:]):
+                flat += columns[c] * st
+            yield flat
+
+    def sum_and_layers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed table latency (ms), layer count and million weights of each row of a choice-index matrix."""
+        n = np.asarray(index).shape[0]
+        total, layers, mparams = np.zeros(n), np.zeros(n), np.zeros(n)
+        for flat, lat, present, mp in zip(self._flat(index), self._flat_lat, self._flat_present, self._flat_mparams):
             total += lat[flat]
             layers += present[flat]
             mparams += mp[flat]
         return total, layers, mparams
+
+    def predict_indices(self, index: np.ndarray, calibration: Any = None) -> np.ndarray:
+        """Predicted latency (ms) of each row of a choice-index matrix: the summed entries, or
+        `calibration.apply` of them (folded into the per-slot arrays: one or two gathers per slot)."""
+        n = np.asarray(index).shape[0]
+        if calibration is None:
+            per_slot = self._flat_lat
+        else:
+            key = (calibration.scale, calibration.per_layer_ms)
+            if self._folded is None or self._folded[0] != key:
+                self._folded = (key, [calibration.scale * lat + calibration.per_layer_ms * present
+                                      for lat, present in zip(self._flat_lat, self._flat_present)])
+            per_slot = self._folded[1]
+        need_weights = calibration is not None and calibration.per_mparam_ms != 0.0
+        total = np.zeros(n)
+        mparams = np.zeros(n) if need_weights else None
+        for flat, values, mp in zip(self._flat(index), per_slot, self._flat_mparams):
+            total += values[flat]
+            if need_weights:
+                mparams += mp[flat]
+        if calibration is not None:
+            total += calibration.offset_ms
+            if need_weights:
+                total += calibration.per_mparam_ms * np.maximum(mparams - calibration.cache_mparams, 0.0)
+        return total
 
     def expected(self, probs: Mapping[str, Any]):  # noqa: ANN201 - torch.Tensor
         """Expected summed latency (ms), layer count and million weights (torch scalars, differentiable)."""

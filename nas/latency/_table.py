@@ -250,9 +250,7 @@ class LatencyTable:
         """
         compiled = self.compile(space)
         index = archs if isinstance(archs, np.ndarray) else compiled.encode_indices(archs)
-        total, layers, mparams = compiled.sum_and_layers(index)
-        cal = self.calibration if calibrated else None
-        return cal.apply(total, layers, mparams) if cal else total
+        return compiled.predict_indices(index, self.calibration if calibrated else None)
 
     def expected(self, probs: Mapping[str, Any], space: "SearchSpace", calibrated: bool = True):  # noqa: ANN201
         """Expected latency (ms) under independent per-choice probabilities: a differentiable torch scalar.
