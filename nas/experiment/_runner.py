@@ -42,6 +42,11 @@ from nas.evaluators import (
 from nas.experiment._config import ConfigError, ExperimentConfig, StrategyConfig
 from nas.strategies import Objective, Strategy, make_strategy
 
+EXTERNAL_STRATEGIES = {"proxyless": "nas.proxyless:search"}
+"""Strategies outside ask/tell (they run their own loop): name -> "module:function", imported on use.
+The function is called as ``fn(config, strategy_config, space, sources, evaluator, record)`` and
+persists each arch it derives with ``record(arch, result, extra=None)`` (a completed trial)."""
+
 SQLITE_TIMEOUT_S = 30
 """SQLite busy timeout: concurrent workers wait for the lock instead of failing."""
 OVER_BUDGET = "over budget"
@@ -265,6 +270,33 @@ class _Worker:
         total = sum(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False))
         return WorkerReport(self.name, done_here, total, stale)
 
+    def record(self, arch: Arch, result: Result, extra: dict[str, Any] | None = None) -> int:
+        """Persist an arch found outside ask/tell (e.g. derived by ProxylessNAS) as a completed trial."""
+        self.space.validate(arch)
+        trial = self.study.ask()
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr("arch", arch.to_json())
+        trial.set_user_attr("result", result.to_dict())
+        trial.set_user_attr("record", {"arch_short": arch.short(), "strategy": self.sc.key,
+                                       "strategy_name": self.sc.name, "evaluator": self.evaluator.name,
+                                       "reward": self.objective.score(result), **(extra or {})})
+        self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
+        return trial.number
+
+    def run_external(self, progress: bool) -> WorkerReport:
+        import importlib
+
+        target = EXTERNAL_STRATEGIES[self.sc.name]
+        module_name, func_name = target.split(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError):
+            raise ConfigError(f"strategy {self.sc.name!r} needs {target} (not in this build)") from None
+        before = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        fn(self.config, self.sc, self.space, self.sources, self.evaluator, self.record)
+        total = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        return WorkerReport(self.name, total - before, total, 0)
+
     def _evaluate(self, trial: optuna.Trial) -> None:
         assert self.strategy is not None
         try:
@@ -302,7 +334,8 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None,
     for sc in config.strategies:
         if strategies and sc.key not in strategies:
             continue
-        reports.append(_Worker(config, sc, space, sources, evaluator, storage).run(progress))
+        worker = _Worker(config, sc, space, sources, evaluator, storage)
+        reports.append(worker.run_external(progress) if sc.name in EXTERNAL_STRATEGIES else worker.run(progress))
     _save_presets(config, space, evaluator)
     return reports
 

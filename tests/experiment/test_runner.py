@@ -168,3 +168,32 @@ def test_results_table_plot_and_export(tmp_path) -> None:
     assert row.accuracy == done.accuracy.max() and row["latency_ms[macs-proxy]"] <= 10.0
     p = _cli("model", "summary", str(tmp_path / "best.json"), "--num-classes", "10", "--in-channels", "1")
     assert p.wait(timeout=60) == 0
+
+
+def test_external_strategy_records_trials(tmp_path, monkeypatch) -> None:
+    """A strategy outside ask/tell (ProxylessNAS) persists its derived archs through `record`."""
+    import types
+
+    from nas.experiment import _runner
+
+    def search(config, strategy_config, space, sources, evaluator, record):  # a one-shot "derivation"
+        arch = space.preset("ofa_min", 32)
+        record(arch, evaluator.evaluate(arch), {"derived_from": "alpha argmax"})
+
+    module = types.ModuleType("hwnas_test_external")
+    module.search = search
+    monkeypatch.setitem(sys.modules, "hwnas_test_external", module)
+    monkeypatch.setitem(_runner.EXTERNAL_STRATEGIES, "oneshot", "hwnas_test_external:search")
+    raw = _config(tmp_path, strategy={"name": "oneshot"})
+    (rep,) = run_search(config_from_dict(raw))
+    assert rep.completed_here == 1
+    df = trials_table(config_from_dict(raw))
+    space = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1)
+    assert nas.Arch.from_json(df.arch[0]) == space.preset("ofa_min", 32)
+    assert (df.state == "COMPLETE").all()
+
+
+def test_missing_external_strategy_is_named(tmp_path) -> None:
+    raw = _config(tmp_path, strategy={"name": "proxyless"})
+    with pytest.raises(ConfigError, match="proxyless"):
+        run_search(config_from_dict(raw))
