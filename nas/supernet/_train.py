@@ -59,6 +59,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
          "dropout": ((float,), 0.0), "channels_last": ((bool,), True)},
     "data": {"dataset": ((str,), _REQUIRED), "root": ((str, type(None)), None), "val_fraction": ((float,), 0.1),
              "batch_size": ((int,), 128), "augment": ((bool,), True), "hflip": ((bool,), True),
+             "crop_padding": ((int,), 4),
              "limit": ((int, type(None)), None)},
     "optimizer": {"name": ((str,), "sgd"), "momentum": ((float,), 0.9), "nesterov": ((bool,), True),
                   "weight_decay": ((float,), 3e-5), "label_smoothing": ((float,), 0.1),
@@ -383,7 +384,8 @@ def _make_loaders(config: TrainConfig, splits: Any, resolution: int) -> Any:
 
     d = config.data
     loaders = make_loaders(splits, d["batch_size"], eval_batch_size=config.eval["batch_size"],
-                           resolution=resolution, augment=d["augment"], hflip=d["hflip"], limit=d["limit"],
+                           resolution=resolution, augment=d["augment"], crop_padding=d["crop_padding"],
+                           hflip=d["hflip"], limit=d["limit"],
                            drop_last=True, generator=torch.Generator().manual_seed(config.seed))
     if len(loaders.train) == 0:
         raise ConfigError(f"data: batch_size {d['batch_size']} exceeds the {loaders.train.num_samples} "
