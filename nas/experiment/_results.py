@@ -63,12 +63,25 @@ def latency_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("latency_ms[")]
 
 
-def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
+def default_budgets(df: pd.DataFrame, configured: list[float]) -> dict[str, list[float]]:
+    """Budgets per latency column: the configured ones on the primary table, else (and on the
+    other tables) the 25/50/75% latency quantiles of the completed trials."""
+    done = df[df.state == "COMPLETE"]
+    out = {}
+    for i, col in enumerate(latency_columns(df)):
+        if i == 0 and configured:
+            out[col] = list(configured)
+        else:
+            out[col] = [float(f"{done[col].quantile(q):.3g}") for q in (0.25, 0.5, 0.75)]
+    return out
+
+
+def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float] | dict[str, list[float]]) -> pd.DataFrame:
     """For each table and budget, the most accurate completed arch within it (any strategy)."""
     done = df[df.state == "COMPLETE"]
     rows = []
     for col in latency_columns(df):
-        for budget in budgets_ms:
+        for budget in (budgets_ms.get(col, []) if isinstance(budgets_ms, dict) else budgets_ms):
             within = done[done[col] <= budget]
             if within.empty:
                 rows.append({"table": col[11:-1], "budget_ms": budget, "strategy": None, "trial": None,
@@ -96,7 +109,8 @@ def hypervolume_table(df: pd.DataFrame, presets: dict[str, Any] | None = None) -
     return pd.DataFrame(rows)
 
 
-def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path, budgets_ms: list[float]) -> Path:
+def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path,
+                budgets_ms: dict[str, list[float]]) -> Path:
     """Latency vs accuracy, one panel per table, one colour per strategy (front as a line),
     presets as labelled stars, budgets as dashed lines."""
     import matplotlib
@@ -121,12 +135,15 @@ def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path, bud
             x, y = p["result"]["latency_ms"][table], p["result"]["accuracy"]
             ax.scatter([x], [y], marker="*", s=160, color="black", zorder=5)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        for b in budgets_ms:
+        for b in budgets_ms.get(col, []):
             ax.axvline(b, ls="--", color="gray", lw=1)
         ax.set_xlabel(f"predicted latency (ms) on {table}")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    title = getattr(df, "attrs", {}).get("title")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -151,15 +168,14 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     config = load_run_config(run_dir)
     run = Path(run_dir)
     df = trials_table(config)
+    df.attrs["title"] = f"{config.name}: {config.space.name} r{','.join(map(str, config.space.resolutions or []))}, " \
+                        f"{config.evaluator.name} accuracy"
     csv_path = run / "trials.csv"
     tmp = run / f".trials.{os.getpid()}.tmp"
     df.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
-    budgets = list(config.results.budgets_ms) or ([config.latency.budget_ms] if config.latency.budget_ms else [])
-    if not budgets:
-        done = df[df.state == "COMPLETE"]
-        col = latency_columns(df)[0]
-        budgets = [float(np.round(done[col].quantile(q), 3)) for q in (0.25, 0.5, 0.75)]
+    configured = list(config.results.budgets_ms) or ([config.latency.budget_ms] if config.latency.budget_ms else [])
+    budgets = default_budgets(df, configured)
     best = best_under_budgets(df, budgets)
     presets_path = run / "presets.json"
     presets = json.loads(presets_path.read_text()) if presets_path.is_file() else {}
@@ -169,7 +185,7 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     plot = pareto_plot(df, presets, run / "pareto.png", budgets)
     exported = None
     if export_best is not None:
-        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else (budgets[0] if config.latency.budget_ms else None))
+        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else config.latency.budget_ms)
     return RunReport(df, best, hv, csv_path, plot, exported)
 
 

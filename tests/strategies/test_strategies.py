@@ -143,3 +143,27 @@ def test_unknown_strategy_and_option_are_named(space) -> None:
         make_strategy("bogus", space, seed=0)
     with pytest.raises(SearchError, match=r"unknown option\(s\) \['popsize'\]"):
         make_strategy("evolution", space, {"popsize": 3}, seed=0)
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_mnasnet_space_archs_and_budget(name) -> None:
+    """The factorized MnasNet space (per-stage op/kernel/se/skip/width/depth) works as well."""
+    space = nas.load_space("mnasnet", resolutions=[64], num_classes=10, in_channels=1)
+    proxy = MacsProxy(space)
+    rng = np.random.default_rng(0)
+    target = float(np.median(proxy.predict_many([space.sample(rng) for _ in range(100)])))
+    objective = Objective(target_ms=target, reward="hard")
+    evaluator = SyntheticEvaluator(space, [proxy], seed=2)
+    strategy = make_strategy(name, space, CONFIGS[name], seed=0, objective=objective, latency_fn=proxy.predict_many)
+    _, archs, results = _run(name, space, evaluator, 0, 25, strategy=strategy)
+    assert all(space.contains(a) for a in archs)
+    assert all(r.latency() <= target for r in results)
+
+
+def test_soft_target_without_budget_does_not_reject(space) -> None:
+    proxy = MacsProxy(space)
+    objective = Objective(target_ms=1e-6, budget_ms=float("inf"))
+    strategy = make_strategy("evolution", space, CONFIGS["evolution"], seed=0, objective=objective,
+                             latency_fn=proxy.predict_many)
+    arch = strategy.ask()  # a soft target never makes the space infeasible
+    assert space.contains(arch)
