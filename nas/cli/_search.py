@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("results", help="tables, best archs per budget, Pareto plot of a run folder")
     r.add_argument("run", help="run folder (run_dir of the config)")
     r.add_argument("--export-best", metavar="FILE", help="write the best arch (within the budget) as JSON")
-    r.add_argument("--budget-ms", type=float, help="budget for --export-best (default: the search budget)")
+    r.add_argument("--budget-ms", type=float, help="budget for --export-best/--measure (default: the search budget)")
+    r.add_argument("--measure", action="store_true",
+                   help="measure the best arch end to end on each table's backend (predicted vs measured; "
+                        "run under the CPU lock)")
     r.set_defaults(func=_results)
 
 
@@ -37,6 +40,13 @@ def _results(args: argparse.Namespace) -> int:
     from nas.experiment import report
 
     _print_report(report(args.run, export_best=args.export_best, budget_ms=args.budget_ms))
+    if args.measure:
+        from nas.experiment._results import measure_best
+
+        for m in measure_best(args.run, args.budget_ms):
+            print(f"best arch (trial {m['trial']}, {m['strategy']}): accuracy {m['accuracy']:.4f}, latency on "
+                  f"{m['table']}: predicted {m['predicted_ms']:.3f} ms, measured {m['measured_ms']:.3f} ms "
+                  f"({m['error_pct']:+.1f}%)")
     return 0
 
 

@@ -189,17 +189,48 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     return RunReport(df, best, hv, csv_path, plot, exported)
 
 
-def export_best_arch(df: pd.DataFrame, path: str | Path, budget_ms: float | None = None) -> Path:
-    """Write the most accurate completed arch (within `budget_ms` on the primary table) as JSON,
-    the format `nas extract --arch` and `nas model summary` read."""
+def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
+    """The row of the most accurate completed arch (within `budget_ms` on the primary table)."""
     done = df[df.state == "COMPLETE"]
     col = latency_columns(df)[0]
     if budget_ms is not None:
         done = done[done[col] <= budget_ms]
     if done.empty:
         raise ConfigError(f"no completed trial within {budget_ms} ms on {col[11:-1]}")
-    best = done.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
-    arch = Arch.from_json(best.arch)
+    return done.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
+
+
+def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str | Path | None = None
+                 ) -> list[dict[str, Any]]:
+    """Measure the best arch end to end on each table's backend (threads, protocol of the table):
+    predicted vs measured ms. Run under the CPU lock for valid figures."""
+    from nas.experiment._runner import build_latency, build_space
+    from nas.evaluators import TableLatency
+
+    config = load_run_config(run_dir)
+    df = trials_table(config)
+    row = best_arch(df, budget_ms if budget_ms is not None else config.latency.budget_ms)
+    arch = Arch.from_json(row.arch)
+    space = build_space(config)
+    out = []
+    for source in build_latency(config, space):
+        if not isinstance(source, TableLatency):
+            continue
+        from nas.latency._validate import measure_archs
+
+        measured = float(measure_archs([arch], space, source.table, Path(work or Path(run_dir) / ".measure"),
+                                       progress=False)[0])
+        predicted = float(source.predict_many([arch])[0])
+        out.append({"table": source.name, "trial": int(row.trial), "strategy": row.strategy,
+                    "accuracy": float(row.accuracy), "predicted_ms": predicted, "measured_ms": measured,
+                    "error_pct": 100 * (predicted - measured) / measured})
+    return out
+
+
+def export_best_arch(df: pd.DataFrame, path: str | Path, budget_ms: float | None = None) -> Path:
+    """Write the most accurate completed arch (within `budget_ms` on the primary table) as JSON,
+    the format `nas extract --arch` and `nas model summary` read."""
+    arch = Arch.from_json(best_arch(df, budget_ms).arch)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
