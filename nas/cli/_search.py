@@ -55,7 +55,9 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
 
     with pd.option_context("display.width", 160, "display.max_colwidth", 70):
         print("\nbest arch within each budget:")
-        print(rep.best.drop(columns=["arch"], errors="ignore").to_string(index=False))
+        best = rep.best.drop(columns=["arch"], errors="ignore")
+        best["arch_short"] = best["arch_short"].map(lambda s: s if len(s) <= 60 else s[:57] + "...")
+        print(best.to_string(index=False))
         print("\nhypervolume per strategy (same reference point):")
         print(rep.hypervolume.to_string(index=False))
     print(f"\ntrials: {rep.csv_path}\nplot:   {rep.plot_path}")

@@ -52,6 +52,9 @@ class LatencyConfig:
     """Hard latency budget on the primary table: candidates over it are rejected before evaluation."""
     target_ms: float | None = None
     """The reward's latency target T (default: budget_ms). With no budget, a soft target only."""
+    budget_quantile: float | None = None
+    """Instead of budget_ms: the budget at this quantile (0..1) of 1000 seeded random archs' latency
+    on the primary table, e.g. 0.3 = faster than 70% of the space on *your* device."""
     reward: str = "soft"
     """accuracy | soft | hard | custom (MnasNet reward, see nas.strategies.Objective)."""
     alpha: float | None = None

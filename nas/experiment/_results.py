@@ -163,9 +163,18 @@ class RunReport:
     exported: Path | None
 
 
+def run_budget_ms(run_dir: str | Path) -> float | None:
+    """The hard budget the run used (resolved from budget_quantile when given), from meta.json."""
+    meta = Path(run_dir) / "meta.json"
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("budget_ms")
+    return load_run_config(run_dir).latency.budget_ms
+
+
 def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms: float | None = None) -> RunReport:
     """Write trials.csv, hypervolume.csv and pareto.png in the run folder; optionally export the best arch."""
     config = load_run_config(run_dir)
+    search_budget = run_budget_ms(run_dir)
     run = Path(run_dir)
     df = trials_table(config)
     df.attrs["title"] = f"{config.name}: {config.space.name} r{','.join(map(str, config.space.resolutions or []))}, " \
@@ -174,7 +183,7 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     tmp = run / f".trials.{os.getpid()}.tmp"
     df.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
-    configured = list(config.results.budgets_ms) or ([config.latency.budget_ms] if config.latency.budget_ms else [])
+    configured = list(config.results.budgets_ms) or ([search_budget] if search_budget else [])
     budgets = default_budgets(df, configured)
     best = best_under_budgets(df, budgets)
     presets_path = run / "presets.json"
@@ -185,7 +194,7 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     plot = pareto_plot(df, presets, run / "pareto.png", budgets)
     exported = None
     if export_best is not None:
-        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else config.latency.budget_ms)
+        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
     return RunReport(df, best, hv, csv_path, plot, exported)
 
 
@@ -209,7 +218,7 @@ def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str 
 
     config = load_run_config(run_dir)
     df = trials_table(config)
-    row = best_arch(df, budget_ms if budget_ms is not None else config.latency.budget_ms)
+    row = best_arch(df, budget_ms if budget_ms is not None else run_budget_ms(run_dir))
     arch = Arch.from_json(row.arch)
     space = build_space(config)
     out = []

@@ -76,10 +76,27 @@ def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencyS
     return sources
 
 
-def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource]) -> Objective:
+def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> float | None:
+    """The hard budget: `latency.budget_ms`, or `latency.budget_quantile` of 1000 random archs
+    (seeded by the config's seed, so every worker and every rerun gets the same figure)."""
     lat = config.latency
-    target = lat.target_ms if lat.target_ms is not None else lat.budget_ms
-    budget = lat.budget_ms if lat.budget_ms is not None else (float("inf") if target is not None else None)
+    if lat.budget_quantile is None:
+        return lat.budget_ms
+    if lat.budget_ms is not None:
+        raise ConfigError("give latency.budget_ms or latency.budget_quantile, not both")
+    if not 0 < lat.budget_quantile < 1:
+        raise ConfigError(f"latency.budget_quantile must be in (0, 1), got {lat.budget_quantile}")
+    rng = np.random.default_rng([config.seed, 0xB0D6E7])
+    latencies = sources[0].predict_many([space.sample(rng) for _ in range(1000)])
+    return float(f"{np.quantile(latencies, lat.budget_quantile):.4g}")
+
+
+def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], space: SearchSpace | None = None
+                    ) -> Objective:
+    lat = config.latency
+    budget_ms = resolve_budget_ms(config, space, sources) if space is not None else lat.budget_ms
+    target = lat.target_ms if lat.target_ms is not None else budget_ms
+    budget = budget_ms if budget_ms is not None else (float("inf") if target is not None else None)
     return Objective(table=sources[0].name, target_ms=target, budget_ms=budget, reward=lat.reward,
                      alpha=lat.alpha, beta=lat.beta)
 
@@ -136,7 +153,8 @@ def _atomic_write(path: Path, text: str) -> None:
 _RESUMABLE = ("search",)  # a rerun may change these (e.g. more trials, another storage)
 
 
-def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource]) -> Path:
+def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None = None
+                    ) -> Path:
     """Create the run folder; save the resolved config, versions and table metadata.
 
     A run folder holding a different config (other than the `search` section) is an error naming
@@ -155,7 +173,8 @@ def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource]) 
                               "use another run_dir or the same config")
     _atomic_write(saved_path, yaml.safe_dump(resolved, sort_keys=False))
     meta = {"hwnas_version": nas.__version__, "optuna_version": optuna.__version__,
-            "storage": storage_url(config), "tables": [_source_metadata(s) for s in sources]}
+            "storage": storage_url(config), "budget_ms": budget_ms,
+            "tables": [_source_metadata(s) for s in sources]}
     _atomic_write(run / "meta.json", json.dumps(meta, indent=2, default=str))
     return run
 
@@ -212,7 +231,7 @@ class _Worker:
                  sources: Sequence[LatencySource], evaluator: EvaluatorBase, storage: Any) -> None:
         self.config, self.sc, self.space = config, strategy_config, space
         self.sources, self.evaluator = list(sources), evaluator
-        self.objective = build_objective(config, sources)
+        self.objective = build_objective(config, sources, space)
         self.name = study_name(config, strategy_config)
         self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
                                          directions=["maximize", "minimize"])
@@ -327,7 +346,7 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None,
     space = build_space(config)
     sources = build_latency(config, space)
     evaluator = build_evaluator(config, space, sources)
-    prepare_run_dir(config, sources)
+    prepare_run_dir(config, sources, resolve_budget_ms(config, space, sources))
     storage = open_storage(storage_url(config))
     progress = config.search.progress if progress is None else progress
     reports = []

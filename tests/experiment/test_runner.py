@@ -197,3 +197,17 @@ def test_missing_external_strategy_is_named(tmp_path) -> None:
     raw = _config(tmp_path, strategy={"name": "proxyless"})
     with pytest.raises(ConfigError, match="proxyless"):
         run_search(config_from_dict(raw))
+
+
+def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:
+    raw = _config(tmp_path, latency={"budget_quantile": 0.3}, search={"n_trials": 10, "progress": False})
+    run_search(config_from_dict(raw))
+    import json
+
+    budget = json.loads((tmp_path / "run" / "meta.json").read_text())["budget_ms"]
+    df = trials_table(config_from_dict(raw))
+    assert budget > 0 and (df["latency_ms[macs-proxy]"] <= budget).all()
+    rep = report(tmp_path / "run")
+    assert list(rep.best[rep.best.table == "macs-proxy"].budget_ms)[0] == budget
+    with pytest.raises(ConfigError, match="not both"):
+        run_search(config_from_dict(raw, ["latency.budget_ms=3.0"]))
