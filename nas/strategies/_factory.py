@@ -53,9 +53,9 @@ def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | Non
     it maximizes and the latency budget; latency_fn: the batch latency predictor that rejects
     archs over budget before they are evaluated (the objective's budget_ms, default its target_ms).
     """
-    cls, _, _ = STRATEGIES[name] if name in STRATEGIES else (None, None, None)
-    cfg = make_config(name, config)
-    strategy = cls(space, cfg, seed=seed, objective=objective, latency_fn=latency_fn,  # type: ignore[misc]
+    cfg = make_config(name, config)  # raises naming an unknown strategy or option
+    cls = STRATEGIES[name][0]
+    strategy = cls(space, cfg, seed=seed, objective=objective, latency_fn=latency_fn,  # type: ignore[call-arg]
                    max_tries=max_tries)
     strategy.name = name  # "aging" / "tpe" / "nsga2" state dicts name what built them
     return strategy
