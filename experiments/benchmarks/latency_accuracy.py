@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", nargs="+", default=None, help="table CSVs (default: latency_tables/*.csv)")
     parser.add_argument("--n", type=int, default=100, help="held-out random archs per table")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--passes", type=int, default=7, help="independent passes per measured network")
     parser.add_argument("--out", default=str(ROOT / "experiments/benchmarks/latency_accuracy.csv"))
     parser.add_argument("--plots", default=None, help="folder for one validate.png/.csv per table")
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         table = LatencyTable.load(path)
         space = space_of(table)
         out_dir = Path(args.plots) / path.stem if args.plots else None
-        report = validate(table, space, args.n, args.seed, True, out_dir, progress=False)
+        report = validate(table, space, args.n, args.seed, True, out_dir, progress=False, passes=args.passes)
         summary = table.summary()
         speed = prediction_speed(table, space)
         for group in ("random", "presets"):
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                              "n": e["n"], "rmse_ms": e["rmse_ms"], "mape_pct": e["mape_pct"],
                              "within_5pct": e["within_5pct"], "within_10pct": e["within_10pct"],
                              "kendall_tau": e["kendall_tau"], "bias_pct": e["mean_bias_pct"],
-                             "calibrated": report["calibrated"], "entries": summary["entries"],
+                             "calibrated": report["calibrated"], "e2e_passes": args.passes,
+                             "e2e_median_spread_pct": report["e2e_median_spread_pct"], "entries": summary["entries"],
                              "remeasured_share": summary["remeasured"] / summary["entries"],
                              "flagged_share": summary["flagged"] / summary["entries"],
                              "build_s": table.metadata.get("build", {}).get("seconds"),

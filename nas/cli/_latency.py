@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", required=True)
     p.add_argument("--n", type=int, default=40, help="random archs to measure (default 40)")
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_calibrate)
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=100, help="held-out random archs (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-presets", action="store_true")
+    p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
     p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_validate)
@@ -145,7 +147,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from nas.latency._validate import calibrate, space_of
 
     table = LatencyTable.load(args.table)
-    cal, before, after = calibrate(table, space_of(table), args.n, args.seed, progress=not args.quiet)
+    cal, before, after = calibrate(table, space_of(table), args.n, args.seed, progress=not args.quiet,
+                                  passes=args.passes)
     table.save(table.path)
     print(f"calibration: {cal.scale:.4f} x sum {cal.per_layer_ms:+.5f} ms x layers "
           f"{cal.per_mparam_ms:+.5f} ms x max(0, Mweights - {cal.cache_mparams:.2f}) {cal.offset_ms:+.4f} ms "
@@ -161,7 +164,7 @@ def _validate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.table)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(table.path.with_suffix("")) + ".validate")
     report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
-                      progress=not args.quiet)
+                      progress=not args.quiet, passes=args.passes)
     print(format_report(report))
     print(f"wrote {out_dir}/validate.csv, validate.json, validate.png")
     return 0

@@ -42,13 +42,21 @@ def space_of(table: LatencyTable) -> "SearchSpace":
                       resolutions=info.get("resolutions"), width_mult=info.get("width_mult"))
 
 
+E2E_PASSES = 7
+"""Independent passes per whole network. A network whose weights nearly fill the cache can run
+tens of percent faster or slower from one process to the next (where its buffers land decides the
+cache conflicts), so the end-to-end ground truth takes the median over more passes than a layer."""
+
+
 def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTable, work: str | Path,
-                  progress: bool = True, keep_work: bool = False, spreads: list | None = None) -> np.ndarray:
+                  progress: bool = True, keep_work: bool = False, spreads: list | None = None,
+                  passes: int | None = E2E_PASSES) -> np.ndarray:
     """Measured end-to-end latency (ms) of each arch, with the table's backend, threads and protocol
-    (the spread of each arch's passes, in percent, is appended to `spreads` when given)."""
+    (`passes` independent passes; None: the table's). The spread of each arch's passes, in percent,
+    is appended to `spreads` when given."""
     meta = table.metadata
     backend, threads = meta["backend"], int(meta["threads"])
-    protocol = Protocol.from_dict(meta["protocol"])
+    protocol = Protocol.from_dict({**meta["protocol"], **({"passes": passes} if passes else {})})
     entries = arch_entries(archs, space.num_classes, space.in_channels, backend)
     write_work(work, backend, entries, protocol, {"what": "whole networks"}, meta.get("backend_options", {}), progress)
     results = measure(work, threads, progress)
@@ -106,17 +114,18 @@ class ErrorReport:
 
 
 def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int = 1000,
-              work: str | Path | None = None, progress: bool = True) -> tuple[Calibration, ErrorReport, ErrorReport]:
+              work: str | Path | None = None, progress: bool = True,
+              passes: int | None = E2E_PASSES) -> tuple[Calibration, ErrorReport, ErrorReport]:
     """Measure `n` random archs end to end and fit `Calibration` (``a·sum + b·layers + d·Mweights + c``) (stored in
     the table's metadata; save the table to keep it). Returns the calibration and the fit error on
     those archs before and after."""
     table.check_covers(space)
     archs = random_archs(space, n, seed)
     work = Path(work) if work else _default_work(table, "calibrate")
-    measured = measure_archs(archs, space, table, work, progress)
+    measured = measure_archs(archs, space, table, work, progress, passes=passes)
     compiled = table.compile(space)
     summed, layers, mparams = compiled.sum_and_layers(compiled.encode_indices(archs))
-    cal = Calibration.fit(summed, layers, mparams, measured, seed=seed, date=today(),
+    cal = Calibration.fit(summed, layers, mparams, measured, seed=seed, date=today(), passes=passes,
                           arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs])
     before, after = ErrorReport.of(summed, measured), ErrorReport.of(cal.apply(summed, layers, mparams), measured)
     cal.info.update(fit_mape_before_pct=round(before.mape_pct, 3), fit_mape_after_pct=round(after.mape_pct, 3))
@@ -131,7 +140,7 @@ def _default_work(table: LatencyTable, what: str) -> Path:
 
 def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int = 0, presets: bool = True,
              out_dir: str | Path | None = None, work: str | Path | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, passes: int | None = E2E_PASSES) -> dict[str, Any]:
     """Measure `n` held-out random archs (never those the calibration was fitted on) and the presets;
     report the error of the plain sum and of the calibrated prediction. Writes ``validate.csv``,
     ``validate.json`` and ``validate.png`` into `out_dir` when given."""
@@ -147,14 +156,15 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
                 groups.append(name)
     work = Path(work) if work else _default_work(table, "validate")
     spreads: list[float] = []
-    measured = measure_archs(archs, space, table, work, progress, spreads=spreads)
+    measured = measure_archs(archs, space, table, work, progress, spreads=spreads, passes=passes)
     compiled = table.compile(space)
     summed, layers, mparams = compiled.sum_and_layers(compiled.encode_indices(archs))
     calibrated = cal.apply(summed, layers, mparams) if cal else summed
     g = np.array(groups)
     report: dict[str, Any] = {"table": table.where, "backend": table.metadata["backend"],
                               "threads": table.metadata["threads"], "space": space.name,
-                              "resolutions": list(space.resolutions), "seed": seed, "calibrated": cal is not None}
+                              "resolutions": list(space.resolutions), "seed": seed, "calibrated": cal is not None,
+                              "e2e_passes": passes, "e2e_median_spread_pct": float(np.median(spreads))}
     for label, mask in (("random", g == "random"), ("presets", g != "random")):
         if mask.any():
             report[label] = {"sum": ErrorReport.of(summed[mask], measured[mask]).to_dict(),
