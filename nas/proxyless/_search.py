@@ -1,0 +1,314 @@
+"""The ProxylessNAS search loop: binarized weight steps, two-path architecture steps, latency loss.
+
+Each iteration (after `warmup_steps` weight-only steps):
+
+1. Weight step on a training batch: one path sampled from softmax(α) (one combo per unit); only its
+   candidates run, so only they hold activations and receive gradients.
+2. Architecture step on a validation batch (every `arch_every` iterations): per unit two distinct
+   combos are drawn from the multinomial and one of them made active by binary gates g (drawn from
+   the two renormalized probabilities p̃); the forward computes g_A·path_A + g_B·path_B per layer, so
+   the value is the active path's and ∂L/∂g_B is available. α's gradient is the paper's
+   Σ_c ∂L/∂g_c · ∂p̃_c/∂α (p̃_c = p(c) / (p(A) + p(B)), p(c) the product of the unit's choice
+   probabilities), plus the exact gradient of the latency term. After the optimizer step the α's
+   of the two sampled options of each choice are shifted so their log-sum-exp is unchanged
+   (the paper's rescaling: unsampled options keep their probability).
+
+Loss: ``CE × (E[LAT]/T)^β`` ("mul"; β applies above the target, `beta_below` below it) or
+``CE + λ·E[LAT]`` ("add"), E[LAT] = `LatencyTable.expected(softmax(α))`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas._arch import Arch
+from nas._space import SearchSpace
+from nas.proxyless._network import ProxylessError, ProxylessNetwork
+
+LOSSES = ("mul", "add")
+
+
+@dataclass
+class ProxylessConfig:
+    """Settings of one ProxylessNAS search (see the module docstring)."""
+
+    target_ms: float | None = None
+    """Latency target T (ms, on the primary table). Needed for loss "mul"."""
+    loss: str = "mul"
+    """"mul": CE × (E[LAT]/T)^β; "add": CE + lam_per_ms · E[LAT]."""
+    beta: float = 0.6
+    """Exponent of the "mul" loss while E[LAT] > T."""
+    beta_below: float | None = None
+    """Exponent while E[LAT] ≤ T (default: beta). A negative value pulls E[LAT] up to the target."""
+    lam_per_ms: float = 0.1
+    """Weight of E[LAT] in the "add" loss (per ms)."""
+    calibrated: bool = True
+    """Use the table's calibration in E[LAT] (when it has one)."""
+    steps: int = 300
+    """Iterations (each one weight step, plus an architecture step after warm-up)."""
+    warmup_steps: int = 100
+    """Weight-only steps before the architecture starts to move."""
+    arch_every: int = 1
+    """One architecture step every this many iterations after warm-up."""
+    batch_size: int = 64
+    weight_lr: float = 0.05
+    weight_momentum: float = 0.9
+    weight_decay: float = 4e-5
+    arch_lr: float = 0.01
+    """Adam on α, betas (0, 0.999) as in the paper."""
+    rescale: bool = True
+    """Shift the sampled options' α after each step so unsampled options keep their probability."""
+    pins: dict[str, Any] = field(default_factory=dict)
+    """Choices to hold fixed, e.g. {"s3.width": 64}; widths and resolution are always pinned (defaults
+    in `resolve_pins`)."""
+    val_fraction: float = 0.1
+    """Validation share when `data` is a dataset name."""
+    augment: bool = False
+    log_every: int = 25
+    n_derived: int = 1
+    """Archs returned: the argmax, then the most probable other archs found by sampling the final α."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ProxylessError(f"proxyless loss {self.loss!r} is not one of {list(LOSSES)}")
+        if self.loss == "mul" and (self.target_ms is None or not self.target_ms > 0):
+            raise ProxylessError(f"proxyless loss 'mul' needs a positive target_ms, got {self.target_ms!r}")
+        for name in ("steps", "batch_size", "arch_every", "log_every", "n_derived"):
+            if int(getattr(self, name)) < 1:
+                raise ProxylessError(f"proxyless {name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ProxylessError(f"proxyless warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "ProxylessConfig":
+        """From a strategy's `options` mapping; unknown keys are an error naming them."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ProxylessError(f"unknown proxyless option(s) {unknown}; options: {sorted(known)}")
+        return cls(**dict(options))
+
+
+@dataclass
+class ProxylessResult:
+    """What a search returns: the derived arch(s), the trajectory and the final α."""
+
+    derived: list[Arch]
+    predicted_ms: list[float]
+    """Predicted latency (primary table) of each derived arch."""
+    expected_ms: float
+    """E[LAT] under the final probabilities."""
+    probabilities: dict[str, list[float]]
+    """Final softmax(α) per searched choice, in the option order of `space.dims`."""
+    history: list[dict[str, float]]
+    seconds: float
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"derived": [a.to_dict() for a in self.derived], "predicted_ms": self.predicted_ms,
+                "expected_ms": self.expected_ms, "probabilities": self.probabilities, "history": self.history,
+                "seconds": self.seconds, "config": self.config}
+
+
+def _cycle(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    while True:
+        yield from loader
+
+
+def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, config: ProxylessConfig) -> torch.Tensor:
+    """Combine the cross-entropy with the expected latency as the config says."""
+    if config.loss == "add":
+        return ce + config.lam_per_ms * expected_ms
+    ratio = expected_ms / float(config.target_ms)  # type: ignore[arg-type]
+    beta = config.beta if bool(ratio > 1) or config.beta_below is None else config.beta_below
+    return ce * ratio ** beta
+
+
+class ProxylessSearch:
+    """The alternating optimization on one network; `step()` runs one iteration."""
+
+    def __init__(self, network: ProxylessNetwork, table: Any, config: ProxylessConfig, seed: int) -> None:
+        self.net, self.table, self.config = network, table, config
+        self.space: SearchSpace = network.space
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.weight_opt = torch.optim.SGD(network.weight_parameters(), lr=config.weight_lr,
+                                          momentum=config.weight_momentum, nesterov=config.weight_momentum > 0,
+                                          weight_decay=config.weight_decay)
+        self.arch_opt = torch.optim.Adam(network.arch_parameters(), lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8)
+
+    def expected_ms(self) -> torch.Tensor:
+        return self.table.expected(self.net.latency_probs(), self.space, calibrated=self.config.calibrated)
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One binarized step: a single sampled path runs and is updated."""
+        self.net.train()
+        path = self.net.sample_path(self.generator)
+        loss = F.cross_entropy(self.net(x, path), y)
+        self.weight_opt.zero_grad(set_to_none=True)  # untouched candidates keep grad None: SGD skips them
+        loss.backward()
+        self.weight_opt.step()
+        return float(loss.detach())
+
+    def arch_gradients(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, Any], dict[str, float]]:
+        """Set α.grad from one validation batch (two-path estimate + latency term); weights untouched.
+
+        Returns the sampled paths (for `rescale`) and the loss terms.
+        """
+        net = self.net
+        a, b, active = net.sample_two(self.generator)
+        gates = {u.name: F.one_hot(torch.tensor(active[u.name]), 2).float().requires_grad_() for u in net.units}
+        ce = F.cross_entropy(net.forward_two(x, (a, b), gates), y)
+        expected = self.expected_ms()
+        loss = latency_loss(ce, expected, self.config)
+        alphas = net.arch_parameters()
+        gate_list = [gates[u.name] for u in net.units]
+        grads = torch.autograd.grad(loss, gate_list + alphas, allow_unused=True)
+        gate_grads, alpha_grads = grads[:len(gate_list)], grads[len(gate_list):]
+        # binary-gate gradient -> α: Σ_c ∂L/∂g_c · ∂p̃_c/∂α with p̃ the two renormalized path probabilities
+        probs = net.probs()
+        surrogate = torch.zeros(())
+        for unit, g in zip(net.units, gate_grads):
+            if g is None:
+                continue
+            pa = torch.stack([probs[d][a[d]] for d in unit.dims]).prod()
+            pb = torch.stack([probs[d][b[d]] for d in unit.dims]).prod()
+            surrogate = surrogate + (g.detach() * torch.stack([pa, pb]) / (pa + pb)).sum()
+        path_grads = torch.autograd.grad(surrogate, alphas, allow_unused=True) if surrogate.requires_grad else [None] * len(alphas)
+        for p, g_lat, g_path in zip(alphas, alpha_grads, path_grads):
+            total = torch.zeros_like(p)
+            for g in (g_lat, g_path):
+                if g is not None:
+                    total = total + g
+            p.grad = total
+        return {"a": a, "b": b}, {"arch_loss": float(loss.detach()), "val_ce": float(ce.detach()),
+                                   "expected_ms": float(expected.detach())}
+
+    @torch.no_grad()
+    def rescale(self, before: Sequence[torch.Tensor], paths: Mapping[str, Any]) -> None:
+        """Keep the log-sum-exp of each choice's two sampled options as it was before the step."""
+        a, b = paths["a"], paths["b"]
+        for dim, old, new in zip(self.net.arch_dims, before, self.net.arch_parameters()):
+            if a[dim] == b[dim]:
+                continue
+            idx = torch.tensor([a[dim], b[dim]])
+            new[idx] -= torch.logsumexp(new[idx], 0) - torch.logsumexp(old[idx], 0)
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        self.net.train()
+        before = [p.detach().clone() for p in self.net.arch_parameters()]
+        self.arch_opt.zero_grad(set_to_none=True)
+        paths, terms = self.arch_gradients(x, y)
+        self.arch_opt.step()
+        if self.config.rescale:
+            self.rescale(before, paths)
+        return terms
+
+    def predicted_ms(self, arch: Arch) -> float:
+        return float(self.table.predict(arch, self.space, calibrated=self.config.calibrated))
+
+
+def _loaders(data: Any, config: ProxylessConfig, resolution: int, seed: int) -> tuple[Any, Any]:
+    from nas.data import BatchLoader, DataSplits, load_dataset
+
+    if isinstance(data, str):
+        data = load_dataset(data, val_fraction=config.val_fraction, seed=seed)
+    if not isinstance(data, DataSplits):
+        raise ProxylessError(f"proxyless data must be a dataset name or nas.data.DataSplits, got {type(data).__name__}")
+    train = BatchLoader(data.train, config.batch_size, shuffle=True, augment=config.augment, resolution=resolution,
+                        drop_last=True, generator=seed + 1)
+    val = BatchLoader(data.val, config.batch_size, shuffle=True, resolution=resolution, drop_last=True,
+                      generator=seed + 2)
+    if len(train) == 0 or len(val) == 0:
+        raise ProxylessError(f"proxyless batch_size {config.batch_size} exceeds the train ({data.train.images.shape[0]}) "
+                             f"or validation ({data.val.images.shape[0]}) split")
+    return train, val
+
+
+def build_network(space: SearchSpace, config: ProxylessConfig, seed: int) -> ProxylessNetwork:
+    """The over-parameterized network, its weights initialized from `seed` (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return ProxylessNetwork(space, config.pins)
+
+
+def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessConfig, seed: int,
+                  progress: bool = True) -> ProxylessResult:
+    """Search `space` with ProxylessNAS; the first of `tables` (a `LatencyTable` or a list) is the target.
+
+    data: a dataset name (``"fashion_mnist"``, ``"fashion_mnist_tiny"``) or `nas.data.DataSplits`;
+    the weight steps use its train split, the architecture steps its validation split.
+    """
+    from tqdm import tqdm
+
+    table_list = list(tables) if isinstance(tables, (list, tuple)) else [tables]
+    if not table_list:
+        raise ProxylessError("run_proxyless needs at least one latency table")
+    table = table_list[0]
+    table.check_covers(space)
+    t0 = time.perf_counter()
+    net = build_network(space, config, seed)
+    search = ProxylessSearch(net, table, config, seed)
+    train, val = _loaders(data, config, net.resolution, seed)
+    train_it, val_it = _cycle(train), _cycle(val)
+    history: list[dict[str, float]] = []
+    running: dict[str, list[float]] = {}
+    bar = tqdm(range(config.steps), desc="proxyless", disable=not progress, unit="step", dynamic_ncols=True)
+    for step in bar:
+        x, y = next(train_it)
+        running.setdefault("train_ce", []).append(search.weight_step(x, y))
+        if step >= config.warmup_steps and (step - config.warmup_steps) % config.arch_every == 0:
+            xv, yv = next(val_it)
+            for k, v in search.arch_step(xv, yv).items():
+                running.setdefault(k, []).append(v)
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            with torch.no_grad():
+                expected = float(search.expected_ms())
+                argmax_ms = search.predicted_ms(net.derive())
+            row = {"step": step + 1, **{k: float(np.mean(v)) for k, v in running.items()},
+                   "expected_ms": expected, "argmax_ms": argmax_ms, "entropy": _entropy(net)}
+            history.append(row)
+            running = {}
+            bar.set_postfix(ce=f"{row['train_ce']:.3f}", exp_ms=f"{expected:.3f}", argmax_ms=f"{argmax_ms:.3f}")
+    bar.close()
+    derived = _derive(net, config.n_derived, search.generator)
+    with torch.no_grad():
+        probs = {d: [float(v) for v in p] for d, p in net.probs().items()}
+        expected = float(search.expected_ms())
+    return ProxylessResult(derived, [search.predicted_ms(a) for a in derived], expected, probs, history,
+                           time.perf_counter() - t0, asdict(config))
+
+
+def _entropy(net: ProxylessNetwork) -> float:
+    """Mean entropy (nats) of the searched choices' distributions."""
+    with torch.no_grad():
+        values = [-(p * p.clamp_min(1e-12).log()).sum() for p in net.probs().values()]
+    return float(torch.stack(values).mean()) if values else 0.0
+
+
+def _derive(net: ProxylessNetwork, n: int, generator: torch.Generator) -> list[Arch]:
+    """The argmax arch, then up to n-1 other distinct archs in order of probability among samples."""
+    out = [net.derive()]
+    if n == 1:
+        return out
+    probs = {d: p.detach() for d, p in net.probs().items()}
+    seen = {out[0]}
+    scored: list[tuple[float, int, Arch]] = []
+    for k in range(50 * n):
+        path = net.sample_path(generator)
+        arch = net.arch_of(path)
+        if arch in seen:
+            continue
+        seen.add(arch)
+        logp = sum(math.log(float(probs[d][i])) for d, i in path.items())
+        scored.append((-logp, k, arch))
+    out += [a for _, _, a in sorted(scored)[: n - 1]]
+    for arch in out:
+        net.space.validate(arch)
+    return out
