@@ -63,13 +63,20 @@ class ProxylessConfig:
     weight_decay: float = 4e-5
     arch_lr: float = 0.01
     """Adam on α, betas (0, 0.999) as in the paper."""
+    entropy_weight: float = 0.0
+    """Weight of the mean entropy of the choice distributions in the architecture loss, ramped up
+    linearly from 0 over the architecture steps. > 0 sharpens the distributions so the argmax arch's
+    latency approaches E[LAT] (an addition to the paper: with the latency term alone E[LAT] meets the
+    target while the argmax of flat distributions may not)."""
     rescale: bool = True
     """Shift the sampled options' α after each step so unsampled options keep their probability."""
     pins: dict[str, Any] = field(default_factory=dict)
     """Choices to hold fixed, e.g. {"s3.width": 64}; widths and resolution are always pinned (defaults
     in `resolve_pins`)."""
+    dataset: str = "fashion_mnist"
+    """Dataset name used when `run_proxyless` gets no `data` (see `nas.data.load_dataset`)."""
     val_fraction: float = 0.1
-    """Validation share when `data` is a dataset name."""
+    """Validation share when the data is a dataset name."""
     augment: bool = False
     log_every: int = 25
     n_derived: int = 1
@@ -87,13 +94,17 @@ class ProxylessConfig:
             raise ProxylessError(f"proxyless warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
 
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> "ProxylessConfig":
-        """From a strategy's `options` mapping; unknown keys are an error naming them."""
+    def from_dict(cls, options: Mapping[str, Any], **defaults: Any) -> "ProxylessConfig":
+        """From a strategy's `options` mapping (over `defaults`, e.g. the experiment's target_ms);
+        unknown keys are an error naming them."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ProxylessError(f"unknown proxyless option(s) {unknown}; options: {sorted(known)}")
-        return cls(**dict(options))
+        try:
+            return cls(**{**{k: v for k, v in defaults.items() if v is not None}, **dict(options)})
+        except TypeError as err:
+            raise ProxylessError(f"proxyless options: {err}") from None
 
 
 @dataclass
@@ -156,7 +167,8 @@ class ProxylessSearch:
         self.weight_opt.step()
         return float(loss.detach())
 
-    def arch_gradients(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, Any], dict[str, float]]:
+    def arch_gradients(self, x: torch.Tensor, y: torch.Tensor,
+                       entropy_weight: float = 0.0) -> tuple[dict[str, Any], dict[str, float]]:
         """Set α.grad from one validation batch (two-path estimate + latency term); weights untouched.
 
         Returns the sampled paths (for `rescale`) and the loss terms.
@@ -167,6 +179,8 @@ class ProxylessSearch:
         ce = F.cross_entropy(net.forward_two(x, (a, b), gates), y)
         expected = self.expected_ms()
         loss = latency_loss(ce, expected, self.config)
+        if entropy_weight:
+            loss = loss + entropy_weight * mean_entropy(net)
         alphas = net.arch_parameters()
         gate_list = [gates[u.name] for u in net.units]
         grads = torch.autograd.grad(loss, gate_list + alphas, allow_unused=True)
@@ -200,11 +214,12 @@ class ProxylessSearch:
             idx = torch.tensor([a[dim], b[dim]])
             new[idx] -= torch.logsumexp(new[idx], 0) - torch.logsumexp(old[idx], 0)
 
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, progress: float = 1.0) -> dict[str, float]:
+        """One architecture update; `progress` in [0, 1] (share of the arch steps done) ramps the entropy term."""
         self.net.train()
         before = [p.detach().clone() for p in self.net.arch_parameters()]
         self.arch_opt.zero_grad(set_to_none=True)
-        paths, terms = self.arch_gradients(x, y)
+        paths, terms = self.arch_gradients(x, y, self.config.entropy_weight * progress)
         self.arch_opt.step()
         if self.config.rescale:
             self.rescale(before, paths)
@@ -217,6 +232,8 @@ class ProxylessSearch:
 def _loaders(data: Any, config: ProxylessConfig, resolution: int, seed: int) -> tuple[Any, Any]:
     from nas.data import BatchLoader, DataSplits, load_dataset
 
+    if data is None:
+        data = config.dataset
     if isinstance(data, str):
         data = load_dataset(data, val_fraction=config.val_fraction, seed=seed)
     if not isinstance(data, DataSplits):
@@ -242,8 +259,9 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
                   progress: bool = True) -> ProxylessResult:
     """Search `space` with ProxylessNAS; the first of `tables` (a `LatencyTable` or a list) is the target.
 
-    data: a dataset name (``"fashion_mnist"``, ``"fashion_mnist_tiny"``) or `nas.data.DataSplits`;
-    the weight steps use its train split, the architecture steps its validation split.
+    data: a dataset name (``"fashion_mnist"``, ``"fashion_mnist_tiny"``), `nas.data.DataSplits`, or
+    None for `config.dataset`; the weight steps use its train split, the architecture steps its
+    validation split.
     """
     from tqdm import tqdm
 
@@ -251,6 +269,9 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
     if not table_list:
         raise ProxylessError("run_proxyless needs at least one latency table")
     table = table_list[0]
+    if not hasattr(table, "expected"):
+        raise ProxylessError(f"ProxylessNAS needs a latency table with expected() (a nas.latency.LatencyTable), "
+                             f"got {type(table).__name__}; the MACs proxy cannot drive it")
     table.check_covers(space)
     t0 = time.perf_counter()
     net = build_network(space, config, seed)
@@ -265,7 +286,8 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
         running.setdefault("train_ce", []).append(search.weight_step(x, y))
         if step >= config.warmup_steps and (step - config.warmup_steps) % config.arch_every == 0:
             xv, yv = next(val_it)
-            for k, v in search.arch_step(xv, yv).items():
+            done = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+            for k, v in search.arch_step(xv, yv, done).items():
                 running.setdefault(k, []).append(v)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             with torch.no_grad():
@@ -285,11 +307,15 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
                            time.perf_counter() - t0, asdict(config))
 
 
+def mean_entropy(net: ProxylessNetwork) -> torch.Tensor:
+    """Mean entropy (nats) of the searched choices' distributions (differentiable)."""
+    values = [-(p * torch.log_softmax(a, 0)).sum() for p, a in zip(net.probs().values(), net.arch_parameters())]
+    return torch.stack(values).mean() if values else torch.zeros(())
+
+
 def _entropy(net: ProxylessNetwork) -> float:
-    """Mean entropy (nats) of the searched choices' distributions."""
     with torch.no_grad():
-        values = [-(p * p.clamp_min(1e-12).log()).sum() for p in net.probs().values()]
-    return float(torch.stack(values).mean()) if values else 0.0
+        return float(mean_entropy(net))
 
 
 def _derive(net: ProxylessNetwork, n: int, generator: torch.Generator) -> list[Arch]:

@@ -253,6 +253,12 @@ def test_bad_inputs_are_named(ofa: nas.SearchSpace) -> None:
     with pytest.raises(ProxylessError, match="loss"):
         ProxylessConfig(loss="pow", target_ms=1.0)
     assert issubclass(ProxylessError, nas.HwnasError)
+    # experiment defaults fill in what the strategy options leave out; options win
+    config = ProxylessConfig.from_dict({"steps": 5, "warmup_steps": 1}, target_ms=2.0, n_derived=3)
+    assert (config.target_ms, config.n_derived, config.steps) == (2.0, 3, 5)
+    assert ProxylessConfig.from_dict({"target_ms": 1.0}, target_ms=2.0).target_ms == 1.0
+    with pytest.raises(ProxylessError, match="expected"):
+        run_proxyless(ofa, object(), "fashion_mnist_tiny", ProxylessConfig(target_ms=1.0), seed=0, progress=False)
 
 
 def test_pinned_choices_are_not_searched(ofa: nas.SearchSpace) -> None:
