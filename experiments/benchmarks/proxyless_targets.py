@@ -3,7 +3,7 @@ way and land within ±15% of their targets.
 
     python experiments/benchmarks/proxyless_targets.py [--space ofa_mbv3] [--table latency_tables/X.csv]
         [--dataset fashion_mnist] [--targets 0.35 0.7] [--steps 250] [--warmup 50] [--batch 32]
-        [--entropy-weight 16] [--seed 0] [--out experiments/benchmarks/proxyless_targets.csv]
+        [--entropy-weight 16] [--seeds 0 1] [--append] [--out experiments/benchmarks/proxyless_targets.csv]
 
 One search per target on the real Fashion-MNIST (train split for weights, a 10% held-out split of
 the training set for α) with the shipped ONNX Runtime 1-thread table of the space at 32×32, 10
@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=2.0)
     ap.add_argument("--beta-below", type=float, default=-2.0)
     ap.add_argument("--entropy-weight", type=float, default=16.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--append", action="store_true", help="add the rows to an existing --out CSV")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
     args = ap.parse_args()
@@ -53,14 +54,43 @@ def main() -> None:
     meta = table.metadata["space"]
     space = nas.load_space(args.space, resolutions=meta["resolutions"], num_classes=meta["num_classes"],
                            in_channels=meta["in_channels"], width_mult=meta["width_mult"])
-    data = load_dataset(args.dataset, val_fraction=0.1, seed=args.seed)
     rows = []
+    for seed in args.seeds:
+        rows += search_targets(args, space, table, table_path, seed)
+    cols = [c for c in rows[0] if c not in ("arch", "arch_json")]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[c]) for c in cols))
+    for seed in args.seeds:
+        mine = [r for r in rows if r["seed"] == seed]
+        ordered = all(a["predicted_ms"] < b["predicted_ms"] for a, b in zip(mine, mine[1:]))
+        within = all(abs(r["error_pct"]) <= 15 for r in mine)
+        print(f"seed {seed}: predicted latencies ordered like the targets: {ordered}; all within ±15%: {within}; "
+              f"verdict: {'PASS' if ordered and within else 'FAIL'}")
+    out = Path(args.out)
+    if args.append and out.is_file():
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f)) + rows
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: LatencyTable, table_path: str,
+                   seed: int) -> list[dict[str, object]]:
+    """One search per target with one seed; a row per target."""
+    data = load_dataset(args.dataset, val_fraction=0.1, seed=seed)
+    rows: list[dict[str, object]] = []
     for target in sorted(args.targets):
         config = ProxylessConfig(target_ms=target, loss="mul", beta=args.beta, beta_below=args.beta_below,
                                  steps=args.steps, warmup_steps=args.warmup, batch_size=args.batch,
                                  arch_lr=args.arch_lr, entropy_weight=args.entropy_weight,
                                  log_every=max(1, args.steps // 10))
-        result = run_proxyless(space, table, data, config, seed=args.seed, progress=False)
+        result = run_proxyless(space, table, data, config, seed=seed, progress=False)
         for h in result.history:
             print(f"  T={target} " + " ".join(f"{k}={v:.4g}" for k, v in h.items()), flush=True)
         arch, predicted = result.derived[0], result.predicted_ms[0]
@@ -72,24 +102,10 @@ def main() -> None:
                      "train_ce": round(last["train_ce"], 3), "entropy": round(last["entropy"], 3),
                      "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "arch_lr": args.arch_lr,
                      "beta": args.beta, "beta_below": args.beta_below, "entropy_weight": args.entropy_weight,
-                     "seed": args.seed,
+                     "seed": seed,
                      "seconds": round(result.seconds, 1), "arch": arch.short(), "arch_json": arch.to_json()})
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch_json"}))
-    cols = [c for c in rows[0] if c not in ("arch", "arch_json")]
-    print(" | ".join(cols))
-    for r in rows:
-        print(" | ".join(str(r[c]) for c in cols))
-    ordered = all(a["predicted_ms"] < b["predicted_ms"] for a, b in zip(rows, rows[1:]))
-    within = all(abs(r["error_pct"]) <= 15 for r in rows)
-    print(f"predicted latencies ordered like the targets: {ordered}; all within ±15%: {within}; "
-          f"verdict: {'PASS' if ordered and within else 'FAIL'}")
-    tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch_json"}), flush=True)
+    return rows
 
 
 if __name__ == "__main__":
