@@ -14,7 +14,10 @@ Each iteration (after `warmup_steps` weight-only steps):
    (the paper's rescaling: unsampled options keep their probability).
 
 Loss: ``CE × (E[LAT]/T)^β`` ("mul"; β applies above the target, `beta_below` below it) or
-``CE + λ·E[LAT]`` ("add"), E[LAT] = `LatencyTable.expected(softmax(α))`.
+``CE + λ·E[LAT]`` ("add"), E[LAT] = `LatencyTable.expected(softmax(α))`, plus ``γ·H`` with H the mean
+entropy of the choice distributions and γ ramped from 0 to `entropy_weight` over the architecture
+steps (not in the paper: it sharpens the distributions so the derived argmax arch's latency meets
+E[LAT]; set 0 for the paper's loss).
 """
 
 from __future__ import annotations
