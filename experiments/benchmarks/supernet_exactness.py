@@ -92,7 +92,7 @@ def main() -> None:
     archs = [largest_arch(space), smallest_arch(space)] + [space.sample(rng) for _ in range(args.n)]
     rows = []
     print(f"space {space.name} width_mult {space.width_mult} classes {space.num_classes}; {len(archs)} archs")
-    print(f"{'#':>3} {'res':>4} {'MMACs':>8} {'torch |Δ|':>10} {'onnx |Δ|':>10} {'tflite |Δ|':>10}")
+    print(f"{'#':>3} {'res':>4} {'MMACs':>8} {'max|logit|':>10} {'torch |Δ|':>10} {'onnx |Δ|':>10} {'tflite |Δ|':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for i, arch in enumerate(archs):
             x = torch.randn(args.batch, space.in_channels, arch.resolution, arch.resolution,
@@ -103,6 +103,7 @@ def main() -> None:
                 static = net(x)
             row = {"arch": arch.short(), "resolution": arch.resolution,
                    "mmacs": nas.count_macs(arch, space.num_classes, space.in_channels) / 1e6,
+                   "max_abs_logit": float(reference.abs().max()),
                    "torch_max_abs_diff": float((static - reference).abs().max()),
                    "onnx_max_abs_diff": "", "tflite_max_abs_diff": ""}
             if i < args.exports:
@@ -111,7 +112,7 @@ def main() -> None:
                     row["tflite_max_abs_diff"] = tflite_delta(net, x, static.numpy(), Path(tmp))
             rows.append(row)
             fmt = lambda v: f"{v:10.2e}" if v != "" else f"{'-':>10}"  # noqa: E731
-            print(f"{i:3d} {arch.resolution:4d} {row['mmacs']:8.1f} {fmt(row['torch_max_abs_diff'])} "
+            print(f"{i:3d} {arch.resolution:4d} {row['mmacs']:8.1f} {row['max_abs_logit']:10.3f} {fmt(row['torch_max_abs_diff'])} "
                   f"{fmt(row['onnx_max_abs_diff'])} {fmt(row['tflite_max_abs_diff'])}", flush=True)
     worst = {k: max((r[k] for r in rows if r[k] != ""), default=None)
              for k in ("torch_max_abs_diff", "onnx_max_abs_diff", "tflite_max_abs_diff")}
