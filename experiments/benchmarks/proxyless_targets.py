@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--arch-lr", type=float, default=0.05)
+    ap.add_argument("--weight-lr", type=float, default=0.05)
     ap.add_argument("--beta", type=float, default=2.0)
     ap.add_argument("--beta-below", type=float, default=-2.0)
     ap.add_argument("--entropy-weight", type=float, default=16.0)
@@ -88,7 +89,7 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
     for target in sorted(args.targets):
         config = ProxylessConfig(target_ms=target, loss="mul", beta=args.beta, beta_below=args.beta_below,
                                  steps=args.steps, warmup_steps=args.warmup, batch_size=args.batch,
-                                 arch_lr=args.arch_lr, entropy_weight=args.entropy_weight,
+                                 arch_lr=args.arch_lr, weight_lr=args.weight_lr, entropy_weight=args.entropy_weight,
                                  log_every=max(1, args.steps // 10))
         result = run_proxyless(space, table, data, config, seed=seed, progress=False)
         for h in result.history:
@@ -101,6 +102,7 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
                      "expected_ms": round(result.expected_ms, 4), "val_ce": round(last.get("val_ce", float("nan")), 3),
                      "train_ce": round(last["train_ce"], 3), "entropy": round(last["entropy"], 3),
                      "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "arch_lr": args.arch_lr,
+                     "weight_lr": args.weight_lr,
                      "beta": args.beta, "beta_below": args.beta_below, "entropy_weight": args.entropy_weight,
                      "seed": seed,
                      "seconds": round(result.seconds, 1), "arch": arch.short(), "arch_json": arch.to_json()})

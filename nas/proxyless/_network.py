@@ -82,6 +82,8 @@ class ProxylessNetwork(nn.Module):
         dims = space.dims
         self.pins = resolve_pins(space, pins)
         self.arch_dims: list[str] = [d for d, o in dims.items() if len(o) > 1 and d not in self.pins]
+        if not self.arch_dims:
+            raise ProxylessError(f"nothing to search: every choice of space {space.name!r} is pinned or has one option")
         self._alpha = nn.ParameterList(nn.Parameter(torch.zeros(len(dims[d]))) for d in self.arch_dims)
         self._alpha_index = {d: k for k, d in enumerate(self.arch_dims)}
         searched = set(self.arch_dims)

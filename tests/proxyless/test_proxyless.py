@@ -253,6 +253,8 @@ def test_bad_inputs_are_named(ofa: nas.SearchSpace) -> None:
     with pytest.raises(ProxylessError, match="loss"):
         ProxylessConfig(loss="pow", target_ms=1.0)
     assert issubclass(ProxylessError, nas.HwnasError)
+    with pytest.raises(ProxylessError, match="nothing to search"):
+        ProxylessNetwork(ofa.restrict(kernel=[3], expand=[3], depth=[2]))
     # experiment defaults fill in what the strategy options leave out; options win
     config = ProxylessConfig.from_dict({"steps": 5, "warmup_steps": 1}, target_ms=2.0, n_derived=3)
     assert (config.target_ms, config.n_derived, config.steps) == (2.0, 3, 5)
