@@ -321,3 +321,18 @@ def test_cli_sample_accuracy_appends_skips_done_archs_and_feeds_the_predictor(tm
                      "--out", str(predictor), "--epochs", "20"]) == 0
     out = capsys.readouterr().out
     assert "held-out RMSE" in out and "Kendall tau" in out and predictor.exists()
+
+
+def test_elastic_resolution_phase_trains_subnets_at_every_resolution(tmp_path):
+    config = tiny_config(tmp_path, space={"name": "ofa_mbv3", "resolutions": [24, 32], "width_mult": 0.5},
+                         phases=[{"name": "full", "steps": 1, "lr": 0.05},
+                                 {"name": "resolution", "steps": 2, "lr": 0.02,
+                                  "elastic": ["kernel", "depth", "expand", "resolution"]}])
+    result = train_supernet(TrainConfig.from_dict(config), progress=False, log=lambda s: None)
+    space = result.supernet.space
+    assert space.resolutions == (24, 32)
+    full = phase_space(space, Phase("full", 1, 0.1))
+    assert full.resolutions == (32,)
+    archs = sandwich(phase_space(space, TrainConfig.from_dict(config).phases[1]), np.random.default_rng(0), 2)
+    assert archs[0].resolution == 32 and archs[1].resolution == 24
+    assert [h["arch"] for h in result.history if h["phase"] == "resolution"] == ["max", "min"]
