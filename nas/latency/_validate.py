@@ -198,10 +198,10 @@ def write_validation(report: Mapping[str, Any], out_dir: str | Path) -> None:
     for grp, marker in (("random", "o"), ("presets", "s")):
         sel = [(r["group"] == "random") == (grp == "random") for r in rows]
         if any(sel):
-            ax.scatter(m[sel], np.array([r["predicted_ms"] for r in rows])[sel], s=14, marker=marker, label=grp)
+            ax.scatter(m[sel], np.array([r["predicted_ms"] for r in rows])[sel], s=14, marker=marker, label=grp, zorder=3)
     lo, hi = m.min() * 0.9, m.max() * 1.1
-    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.85", label="±10%")
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, zorder=2)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.85", label="±10%", zorder=1)
     ax.set_xlabel("measured (ms)")
     ax.set_ylabel("predicted (ms)" + (", calibrated" if report.get("calibrated") else ", sum"))
     ax.set_title(f"{report['space']} r{report['resolutions']} {report['backend']} t{report['threads']}", fontsize=9)
