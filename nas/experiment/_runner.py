@@ -50,6 +50,9 @@ persists each arch it derives with ``record(arch, result, extra=None)`` (a compl
 SQLITE_TIMEOUT_S = 30
 """SQLite busy timeout: concurrent workers wait for the lock instead of failing."""
 OVER_BUDGET = "over budget"
+OWNERLESS_GRACE_S = 5.0
+"""A live worker names itself on a trial milliseconds after asking for it; a RUNNING trial still
+ownerless after this long belongs to a process killed in between, and is not counted."""
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -212,12 +215,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _age_s(trial: optuna.trial.FrozenTrial) -> float:
+    import datetime as dt
+
+    start = trial.datetime_start
+    return (dt.datetime.now() - start).total_seconds() if start else float("inf")
+
+
+def _ownerless(trial: optuna.trial.FrozenTrial) -> bool:
+    return trial.state == optuna.trial.TrialState.RUNNING and "worker" not in trial.user_attrs
+
+
+def counted_trials(study: optuna.Study, below: int | None = None) -> list[optuna.trial.FrozenTrial]:
+    """Trials that use the budget (COMPLETE or RUNNING, numbered below `below`): waits up to
+    `OWNERLESS_GRACE_S` for just-asked trials to be named, then leaves out the ownerless ones."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    deadline = time.monotonic() + OWNERLESS_GRACE_S
+    while True:
+        trials = [t for t in study.get_trials(deepcopy=False, states=states) if below is None or t.number < below]
+        young = [t for t in trials if _ownerless(t) and _age_s(t) < OWNERLESS_GRACE_S]
+        if not young or time.monotonic() > deadline:
+            return [t for t in trials if not _ownerless(t)]
+        time.sleep(0.05)
+
+
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the RUNNING trials whose worker process (on this host) is gone."""
+    """Mark FAIL the RUNNING trials whose worker process (on this host) is gone, and those left
+    ownerless (killed between ask and naming itself) for more than 30 s."""
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker") or {}
-        if who.get("host") == host and "pid" in who and not _alive(int(who["pid"])):
+        dead_here = who.get("host") == host and "pid" in who and not _alive(int(who["pid"]))
+        if dead_here or (not who and _age_s(t) > 30):
             try:
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
                 n += 1
@@ -268,13 +297,12 @@ class _Worker:
                    disable=not progress, unit="trial", dynamic_ncols=True)
         try:
             while True:
-                trials = self._sync()
-                if sum(t.state in counted for t in trials) >= n_trials:
+                self._sync()
+                if len(counted_trials(self.study)) >= n_trials:
                     break
                 trial = self.study.ask()
                 trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-                before = [t for t in self.study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
-                if len(before) >= n_trials:  # another worker took the last slot
+                if len(counted_trials(self.study, below=trial.number)) >= n_trials:  # another worker took the last slot
                     trial.set_user_attr("fail_reason", OVER_BUDGET)
                     self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     break

@@ -95,7 +95,8 @@ def test_sigkill_then_rerun_keeps_completed_trials(tmp_path) -> None:
     complete = {t.number: t.user_attrs["arch"] for t in after if t.state == optuna.trial.TrialState.COMPLETE}
     assert len(complete) == len(before) + 5
     assert all(complete[n] == a for n, a in before.items())
-    assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]  # the killed trial was failed
+    # the killed trial was failed, or (killed between ask and naming its worker) is left out of the count
+    assert all("worker" not in t.user_attrs for t in after if t.state == optuna.trial.TrialState.RUNNING)
 
 
 @pytest.mark.parametrize("storage", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
