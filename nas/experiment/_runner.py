@@ -340,6 +340,8 @@ class _Worker:
         except (ImportError, AttributeError):
             raise ConfigError(f"strategy {self.sc.name!r} needs {target} (not in this build)") from None
         before = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if before:  # a derivation is deterministic given the seed: once recorded, a rerun adds nothing
+            return WorkerReport(self.name, 0, before, 0)
         fn(self.config, self.sc, self.space, self.sources, self.evaluator, self.record)
         total = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         return WorkerReport(self.name, total - before, total, 0)

@@ -10,6 +10,7 @@
 `ProxylessSearch` the alternating weight / architecture steps.
 """
 
+from nas.proxyless._experiment import search
 from nas.proxyless._memory import saved_activation_bytes
 from nas.proxyless._mixed import MixedLayer, Unit
 from nas.proxyless._network import OP_ATTRS, SEARCHABLE, ProxylessError, ProxylessNetwork, resolve_pins
@@ -17,5 +18,5 @@ from nas.proxyless._search import (LOSSES, ProxylessConfig, ProxylessResult, Pro
                                    latency_loss, run_proxyless)
 
 __all__ = ["LOSSES", "OP_ATTRS", "SEARCHABLE", "MixedLayer", "ProxylessConfig", "ProxylessError",
-           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "Unit", "build_network", "latency_loss",
+           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "Unit", "build_network", "latency_loss", "search",
            "resolve_pins", "run_proxyless", "saved_activation_bytes"]

@@ -194,10 +194,24 @@ def test_external_strategy_records_trials(tmp_path, monkeypatch) -> None:
     assert (df.state == "COMPLETE").all()
 
 
-def test_missing_external_strategy_is_named(tmp_path) -> None:
-    raw = _config(tmp_path, strategy={"name": "proxyless"})
-    with pytest.raises(ConfigError, match="proxyless"):
-        run_search(config_from_dict(raw))
+def test_proxyless_records_its_derived_archs_and_a_rerun_adds_none(tmp_path) -> None:
+    from nas.proxyless import ProxylessError
+
+    table = Path(__file__).resolve().parents[2] / "latency_tables" / "x86-2core_onnxruntime_t1_ofa_mbv3_r32.csv"
+    options = {"steps": 4, "warmup_steps": 2, "batch_size": 8, "dataset": "fashion_mnist_tiny"}
+    raw = _config(tmp_path, strategy={"name": "proxyless", "options": options},
+                  latency={"tables": [{"path": str(table), "name": "cpu-ort"}], "target_ms": 0.5},
+                  search={"n_trials": 2, "progress": False})
+    (rep,) = run_search(config_from_dict(raw))
+    df = trials_table(config_from_dict(raw))
+    assert rep.completed_here == len(df) >= 1 and (df.state == "COMPLETE").all()
+    space = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1)
+    assert all(space.contains(nas.Arch.from_json(a)) for a in df.arch)
+    (again,) = run_search(config_from_dict(raw))
+    assert again.completed_here == 0 and len(trials_table(config_from_dict(raw))) == len(df)
+    macs_only = _config(tmp_path / "macs", strategy={"name": "proxyless", "options": options})
+    with pytest.raises(ProxylessError, match="needs a latency table"):
+        run_search(config_from_dict(macs_only))
 
 
 def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:
