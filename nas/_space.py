@@ -186,7 +186,7 @@ class SearchSpace:
         if unknown or missing:
             raise ArchError(f"space {self.name!r}: unknown choice(s) {unknown}, missing choice(s) {missing}")
         for key, opts in self._dims.items():
-            if not any(_same(choices[key], o) for o in opts):
+            if not any(same_choice(choices[key], o) for o in opts):
                 raise ArchError(f"space {self.name!r}: {key}={choices[key]!r} is not one of {list(opts)}")
         stages = []
         channels = self.stem.out_channels
@@ -262,7 +262,7 @@ class SearchSpace:
     @staticmethod
     def _check(value: Choice, opts: tuple[Choice, ...], what: str) -> Choice:
         for o in opts:
-            if _same(value, o):
+            if same_choice(value, o):
                 return o
         raise ArchError(f"{what} {value!r} is not one of {list(opts)}")
 
@@ -318,7 +318,7 @@ class SearchSpace:
                 if attr not in st.choices:
                     continue
                 touched = True
-                kept = [o for o in st.choices[attr] if any(_same(o, v) for v in values)]
+                kept = [o for o in st.choices[attr] if any(same_choice(o, v) for v in values)]
                 if not kept:
                     raise SpaceError(f"restrict: {attr}={values} leaves stage {i} no option (it has {list(st.choices[attr])})")
                 raw.setdefault("choices", {})
@@ -443,7 +443,7 @@ def _key(block: BlockSpec, in_channels: int, in_hw: int) -> BlockKey:
                     block.stride, block.expand, block.se, block.skip, block.act)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_choice(a: Any, b: Any) -> bool:
     """Option equality that keeps True distinct from 1 and 1.0 from '1'."""
     return type(a) is type(b) and a == b or (
         isinstance(a, (int, float)) and isinstance(b, (int, float))

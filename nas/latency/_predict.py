@@ -17,6 +17,7 @@ import numpy as np
 
 from nas._arch import Arch, BlockKey
 from nas._errors import HwnasError
+from nas._space import same_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -58,12 +59,6 @@ class Slot:
     name: str
     dims: tuple[str, ...]
     keys: np.ndarray  # object array of BlockKey | None (None: the layer is absent at that depth)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and isinstance(b, (int, float))
-        and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
 
 
 def space_slots(space: "SearchSpace") -> list[Slot]:
@@ -154,7 +149,7 @@ class CompiledPredictor:
             for d, opts in dims.items():
                 if d not in choices:
                     raise PredictError(f"choices lack {d!r} (space {self.space.name!r})")
-                idx = next((k for k, o in enumerate(opts) if _same(choices[d], o)), None)
+                idx = next((k for k, o in enumerate(opts) if same_choice(choices[d], o)), None)
                 if idx is None:
                     raise PredictError(f"{d}={choices[d]!r} is not one of {list(opts)}")
                 row.append(idx)

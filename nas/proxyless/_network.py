@@ -22,7 +22,7 @@ from torch import nn
 from nas._arch import Arch
 from nas._errors import HwnasError
 from nas._model import Head, build_block
-from nas._space import SearchSpace, _same
+from nas._space import SearchSpace, same_choice
 from nas.proxyless._mixed import Combo, MixedLayer, Unit
 
 OP_ATTRS = ("op", "kernel", "expand", "se", "skip")
@@ -48,7 +48,7 @@ def resolve_pins(space: SearchSpace, pins: Mapping[str, Any] | None = None) -> d
     for dim, value in (pins or {}).items():
         if dim not in dims:
             raise ProxylessError(f"pin {dim!r} is not a choice of space {space.name!r}; choices: {list(dims)}")
-        match = [o for o in dims[dim] if _same(o, value)]
+        match = [o for o in dims[dim] if same_choice(o, value)]
         if not match:
             raise ProxylessError(f"pin {dim}={value!r} is not one of {list(dims[dim])}")
         out[dim] = match[0]
@@ -165,7 +165,7 @@ class ProxylessNetwork(nn.Module):
         ref = self._alpha[0] if len(self._alpha) else torch.zeros(1)
         for d, value in self.pins.items():
             opts = self.space.dims[d]
-            out[d] = torch.tensor([1.0 if _same(o, value) else 0.0 for o in opts], dtype=ref.dtype)
+            out[d] = torch.tensor([1.0 if same_choice(o, value) else 0.0 for o in opts], dtype=ref.dtype)
         return out
 
     # ------------------------------------------------------------------ paths and archs
@@ -181,7 +181,7 @@ class ProxylessNetwork(nn.Module):
         """The path of an arch of the space; `ProxylessError` if the arch differs in a pinned choice."""
         choices = self.space.encode(arch)
         dims = self.space.dims
-        path = {d: next(k for k, o in enumerate(dims[d]) if _same(o, choices[d])) for d in self.arch_dims}
+        path = {d: next(k for k, o in enumerate(dims[d]) if same_choice(o, choices[d])) for d in self.arch_dims}
         if self.arch_of(path) != arch:
             raise ProxylessError(f"arch {arch.short()} differs from the network's pinned choices {self.pins}")
         return path
