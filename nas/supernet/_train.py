@@ -303,33 +303,28 @@ def _init_distributed() -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size())
 
 
-def _average_gradients(supernet: Supernet, world: int) -> None:
-    """All-reduce the gradients in one flat buffer. Every rank trained the same subnets, so the set
-    of parameters with a gradient is the same everywhere."""
+def _all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
+    """Replace each tensor by its mean over the ranks, in one flat all-reduce."""
     import torch.distributed as dist
 
-    grads = [p.grad for p in supernet.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def _average_gradients(supernet: Supernet, world: int) -> None:
+    """Average the gradients over the ranks. Every rank trained the same subnets, so the set of
+    parameters with a gradient is the same everywhere."""
+    _all_reduce_mean([p.grad for p in supernet.parameters() if p.grad is not None], world)
 
 
 def _sync_buffers(supernet: Supernet, world: int) -> None:
     """Average floating-point buffers (BN running statistics) so replicas stay identical."""
-    import torch.distributed as dist
-
-    buffers = [b for b in supernet.buffers() if b.is_floating_point()]
-    flat = torch.cat([b.reshape(-1) for b in buffers])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for b in buffers:
-        b.copy_(flat[offset:offset + b.numel()].view_as(b))
-        offset += b.numel()
+    _all_reduce_mean([b for b in supernet.buffers() if b.is_floating_point()], world)
 
 
 def _broadcast_state(supernet: Supernet) -> None:
