@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from nas._errors import HwnasError
+from nas.export._atomic import ExportError, atomic_export
 
 DEFAULT_OPSET = 17
-
-
-class ExportError(HwnasError):
-    """A model could not be exported (the message names the model file and the cause)."""
 
 
 def export_onnx(module, path: str | Path, input_shape: Sequence[int], opset: int = DEFAULT_OPSET) -> Path:
@@ -26,23 +20,9 @@ def export_onnx(module, path: str | Path, input_shape: Sequence[int], opset: int
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = module.training
-    module.eval()
     sample = torch.zeros(*input_shape)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (sample,), tmp, input_names=["input"], output_names=["output"],
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ExportError(f"ONNX export of {type(module).__name__} to {str(path)!r} failed: {err}") from err
-    finally:
-        module.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_export(module, path, "ONNX") as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (sample,), tmp, input_names=["input"], output_names=["output"],
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
     return path

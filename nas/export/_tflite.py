@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from nas.export._onnx import ExportError
+from nas.export._atomic import ExportError, atomic_export
 
 
 class MissingExtraError(ExportError):
@@ -56,13 +55,8 @@ def export_tflite(module, path: str | Path, input_shape: Sequence[int], nhwc_io:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = module.training
-    module.eval()
     sample = torch.zeros(*input_shape)
-    fd, tmp = tempfile.mkstemp(suffix=".tflite.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_export(module, path, "TFLite") as tmp:
         model = module
         if nhwc_io and len(input_shape) == 4:
             with torch.no_grad():
@@ -71,14 +65,4 @@ def export_tflite(module, path: str | Path, input_shape: Sequence[int], nhwc_io:
             sample = sample.permute(0, 2, 3, 1).contiguous()
         with (_quiet_fds() if quiet else contextlib.nullcontext()):
             litert_torch.convert(model, (sample,)).export(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except ExportError:
-        raise
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ExportError(f"TFLite export of {type(module).__name__} to {str(path)!r} failed: {err}") from err
-    finally:
-        module.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
