@@ -37,6 +37,8 @@ from nas.experiment._runner import (
     build_latency,
     build_objective,
     build_space,
+    fail_stale_trials,
+    heartbeat,
     open_storage,
     run_search,
     storage_url,
@@ -46,7 +48,7 @@ __all__ = [
     "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunReport",
     "SearchConfig", "SpaceConfig", "StrategyConfig", "TableConfig", "WorkerReport", "apply_overrides",
     "best_under_budgets", "build_evaluator", "build_latency", "build_objective", "build_space",
-    "config_from_dict", "export_best_arch", "hypervolume", "hypervolume_table", "load_config",
+    "config_from_dict", "fail_stale_trials", "heartbeat", "export_best_arch", "hypervolume", "hypervolume_table", "load_config",
     "load_run_config", "open_storage", "pareto_mask", "pareto_plot", "report", "run_search", "storage_url",
     "trials_table",
 ]

@@ -5,7 +5,8 @@ folder by default, any Optuna RDB URL, or a journal file). Each trial records th
 objectives (accuracy, latency per table, params, MACs, reward), timings, strategy and worker.
 
 - Resume: rerunning the same config continues; completed trials are kept and told to a fresh
-  strategy (replay), trials left RUNNING by a dead process on this host are marked FAIL.
+  strategy (replay), trials left RUNNING by a dead process on this host are marked FAIL, and (RDB
+  storages: SQLite, PostgreSQL) so are those of any host whose heartbeat stopped for `GRACE_S`.
 - Workers: N processes with the same config cooperate on one study: each tells its strategy
   the trials the others completed; trial numbers (assigned atomically by the storage) decide
   which trials fit the budget, so none is lost or run twice.
@@ -13,9 +14,11 @@ objectives (accuracy, latency per table, params, MACs, reward), timings, strateg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import optuna
 import yaml
+from optuna.storages._heartbeat import BaseHeartbeat
 
 import nas
 from nas._arch import Arch
@@ -53,6 +57,10 @@ OVER_BUDGET = "over budget"
 OWNERLESS_GRACE_S = 5.0
 """A live worker names itself on a trial milliseconds after asking for it; a RUNNING trial still
 ownerless after this long belongs to a process killed in between, and is not counted."""
+HEARTBEAT_S = 20
+"""A worker evaluating a trial records a heartbeat this often (RDB storages)."""
+GRACE_S = 60
+"""A RUNNING trial whose heartbeat is older than this belongs to a dead worker (any host) and is failed."""
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -136,10 +144,19 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(url, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()` without Optuna's advice to use `optimize` with heartbeats (`heartbeat` does it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
+        return study.ask()
 
 
 def study_name(config: ExperimentConfig, strategy: StrategyConfig) -> str:
@@ -239,10 +256,44 @@ def counted_trials(study: optuna.Study, below: int | None = None) -> list[optuna
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial):
+    """Record the trial's heartbeat every `heartbeat_interval` s while the block runs (RDB storages;
+    a no-op on storages without heartbeats), so workers on other hosts can tell it is alive."""
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the RUNNING trials whose worker process (on this host) is gone, and those left
+    """Mark FAIL the RUNNING trials whose worker process (on this host) is gone, those whose
+    heartbeat (any host, RDB storages) is older than the storage's grace period, and those left
     ownerless (killed between ask and naming itself) for more than 30 s."""
-    host, n = socket.gethostname(), 0
+    n = 0
+    if isinstance(study._storage, BaseHeartbeat):
+        before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        n = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))) - before
+    host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker") or {}
         dead_here = who.get("host") == host and "pid" in who and not _alive(int(who["pid"]))
@@ -300,7 +351,7 @@ class _Worker:
                 self._sync()
                 if len(counted_trials(self.study)) >= n_trials:
                     break
-                trial = self.study.ask()
+                trial = _ask(self.study)
                 trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
                 if len(counted_trials(self.study, below=trial.number)) >= n_trials:  # another worker took the last slot
                     trial.set_user_attr("fail_reason", OVER_BUDGET)
@@ -309,7 +360,8 @@ class _Worker:
                 if self.strategy is None:
                     self.strategy = self._make_strategy(trial.number)
                     self._sync()
-                self._evaluate(trial)
+                with heartbeat(self.study, trial):
+                    self._evaluate(trial)
                 done_here += 1
                 bar.update(1)
         finally:
@@ -320,7 +372,7 @@ class _Worker:
     def record(self, arch: Arch, result: Result, extra: dict[str, Any] | None = None) -> int:
         """Persist an arch found outside ask/tell (e.g. derived by ProxylessNAS) as a completed trial."""
         self.space.validate(arch)
-        trial = self.study.ask()
+        trial = _ask(self.study)
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("arch", arch.to_json())
         trial.set_user_attr("result", result.to_dict())

@@ -14,7 +14,16 @@ import pytest
 import yaml
 
 import nas
-from nas.experiment import ConfigError, config_from_dict, load_config, report, run_search, trials_table
+from nas.experiment import (
+    ConfigError,
+    config_from_dict,
+    fail_stale_trials,
+    heartbeat,
+    load_config,
+    report,
+    run_search,
+    trials_table,
+)
 
 SPACE = {"name": "ofa_mbv3", "resolutions": [32], "num_classes": 10, "in_channels": 1}
 
@@ -226,3 +235,18 @@ def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:
     assert list(rep.best[rep.best.table == "macs-proxy"].budget_ms)[0] == budget
     with pytest.raises(ConfigError, match="not both"):
         run_search(config_from_dict(raw, ["latency.budget_ms=3.0"]))
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage")
+def test_heartbeat_fails_trials_of_dead_workers_on_other_hosts(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    dead, alive = study.ask(), study.ask()
+    for t in (dead, alive):  # another machine: the pid rule cannot judge these
+        t.set_user_attr("worker", {"host": "some-other-machine", "pid": 1})
+    storage.record_heartbeat(dead._trial_id)  # then the process died
+    with heartbeat(study, alive):
+        time.sleep(3.5)
+        assert fail_stale_trials(study) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {dead.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}
