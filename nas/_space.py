@@ -25,7 +25,7 @@ ATTRS = ("op", "kernel", "expand", "se", "skip", "width", "depth")
 """Stage attributes a space may fix or search over."""
 _OP_ALIASES = {"conv": ("conv", 1), "ds": ("ds", 1), "mb": ("mb", None)}
 _TOP_KEYS = {"name", "description", "num_classes", "in_channels", "resolutions", "width_mult",
-             "stem", "head", "defaults", "stages", "presets"}
+             "stem", "head", "defaults", "stages", "presets", "preset_families"}
 _STAGE_KEYS = set(ATTRS) | {"stride", "act", "choices", "per_layer"}
 OVERRIDABLE = ("num_classes", "in_channels", "resolutions", "width_mult", "stem_stride")
 """Space parameters `load_space` accepts as keyword overrides."""
@@ -105,6 +105,7 @@ class SearchSpace:
             self._parse_stage(i, stage, defaults) for i, stage in enumerate(cfg["stages"]))
         self._dims = self._build_dims()
         self._presets = cfg.get("presets", {}) or {}
+        self._families = self._parse_families(cfg.get("preset_families", {}) or {})
 
     # ------------------------------------------------------------------ construction
     def _scale(self, width: int) -> int:
@@ -408,8 +409,9 @@ class SearchSpace:
         """A named arch of this space (e.g. ``mnasnet_b1``), at its declared or the given resolution."""
         if name not in self._presets:
             raise SpaceError(f"space {self.name!r} has no preset {name!r}; presets: {self.preset_names}")
-        spec = self._presets[name]
-        where = f"{self.source}: preset {name!r}"
+        return self._from_spec(self._presets[name], f"{self.source}: preset {name!r}", resolution)
+
+    def _from_spec(self, spec: Mapping[str, Any], where: str, resolution: int | None) -> Arch:
         stages = spec.get("stages", [])
         if len(stages) != len(self.stages):
             raise SpaceError(f"{where}: {len(stages)} stages given, the space has {len(self.stages)}")
@@ -433,6 +435,47 @@ class SearchSpace:
             return self.decode(choices)
         except ArchError as err:
             raise SpaceError(f"{where}: {err}") from None
+
+    # A preset family is a hand-design recipe with a size knob (e.g. MobileNetV2's: kernel 3 and one
+    # expand ratio everywhere, one depth per stage), for baselines scaled to a latency budget.
+    def _parse_families(self, raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        searched = {attr for st in self.stages for attr in st.choices}
+        out = {}
+        for name, spec in raw.items():
+            where = f"{self.source}: preset_families.{name}"
+            fixed, scale = dict(spec.get("fixed", {}) or {}), list(spec.get("scale", []) or [])
+            unknown = sorted((set(fixed) | set(scale)) - searched)
+            if unknown or not scale:
+                raise SpaceError(f"{where}: 'fixed' and 'scale' must name choices of the space "
+                                 f"({sorted(searched)}), 'scale' at least one; got fixed={fixed}, scale={scale}")
+            out[name] = {"description": str(spec.get("description", "")), "fixed": fixed, "scale": scale}
+        return out
+
+    @property
+    def preset_family_names(self) -> list[str]:
+        return list(self._families)
+
+    def preset_family(self, name: str, resolution: int | None = None) -> list[Arch]:
+        """Every member of a preset family: each `scale` choice takes one value network-wide (all
+        combinations), each `fixed` choice its given value, other choices their first option."""
+        if name not in self._families:
+            raise SpaceError(f"space {self.name!r} has no preset family {name!r}; "
+                             f"families: {self.preset_family_names}")
+        fam = self._families[name]
+        where = f"{self.source}: preset family {name!r}"
+        options = []
+        for attr in fam["scale"]:
+            stage = next(st for st in self.stages if attr in st.choices)
+            options.append(stage.options(attr))
+        members = []
+        for combo in itertools.product(*options):
+            uniform = {**fam["fixed"], **dict(zip(fam["scale"], combo))}
+            stages = [{a: v for a, v in uniform.items() if a in st.choices} for st in self.stages]
+            members.append(self._from_spec({"stages": stages}, where, resolution))
+        return members
+
+    def preset_family_description(self, name: str) -> str:
+        return str(self._families.get(name, {}).get("description", ""))
 
     def preset_description(self, name: str) -> str:
         return str(self._presets.get(name, {}).get("description", ""))

@@ -160,6 +160,23 @@ def test_presets_are_points_and_overrides_apply():
     assert load_space("ofa_mbv3", width_mult=1.2).stem.out_channels == 24
 
 
+def test_preset_family_members_follow_the_recipe():
+    space = load_space("ofa_mbv3", resolutions=[32])
+    members = space.preset_family("mobilenetv2_style")
+    assert len(members) == 9 and len(set(members)) == 9  # expand {3,4,6} x depth {2,3,4}
+    for arch in members:
+        assert space.contains(arch) and arch.resolution == 32
+        blocks = [b for stage in arch.stages[1:] for b in stage]
+        assert {b.kernel for b in blocks} == {3} and len({b.expand for b in blocks}) == 1
+        assert len(set(arch.depths[1:])) == 1
+    with pytest.raises(SpaceError, match="no preset family 'nope'; families: \\['mobilenetv2_style'\\]"):
+        space.preset_family("nope")
+    cfg = space.to_dict()
+    cfg["preset_families"] = {"bad": {"fixed": {"colour": 3}, "scale": ["depth"]}}
+    with pytest.raises(SpaceError, match="preset_families.bad: 'fixed' and 'scale' must name choices"):
+        type(space)(cfg)
+
+
 def test_loading_errors(tmp_path):
     with pytest.raises(SpaceError, match="unknown search space 'nope'; built-in spaces: mnasnet, ofa_mbv3"):
         load_space("nope")

@@ -58,6 +58,12 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
         best = rep.best.drop(columns=["arch"], errors="ignore")
         best["arch_short"] = best["arch_short"].map(lambda s: s if len(s) <= 60 else s[:57] + "...")
         print(best.to_string(index=False))
+        for name, p in rep.presets.items():
+            if "family" not in p or "result" not in p:
+                continue
+            table = next(iter(p["result"]["latency_ms"]))
+            print(f"baseline {name}, scaled to {p['scaled_to_ms']:.4g} ms: accuracy {p['result']['accuracy']:.4f} "
+                  f"at {p['result']['latency_ms'][table]:.4g} ms on {table} (predicted)")
         print("\nhypervolume per strategy (same reference point):")
         print(rep.hypervolume.to_string(index=False))
     print(f"\ntrials: {rep.csv_path}\nplot:   {rep.plot_path}")

@@ -161,6 +161,8 @@ class RunReport:
     csv_path: Path
     plot_path: Path
     exported: Path | None
+    presets: dict[str, Any]
+    """Reference archs evaluated by the run (presets.json): name -> arch, result (or error)."""
 
 
 def run_budget_ms(run_dir: str | Path) -> float | None:
@@ -195,7 +197,7 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     exported = None
     if export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
-    return RunReport(df, best, hv, csv_path, plot, exported)
+    return RunReport(df, best, hv, csv_path, plot, exported, presets)
 
 
 def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:

@@ -428,7 +428,8 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None,
     space = build_space(config)
     sources = build_latency(config, space)
     evaluator = build_evaluator(config, space, sources)
-    prepare_run_dir(config, sources, resolve_budget_ms(config, space, sources))
+    budget_ms = resolve_budget_ms(config, space, sources)
+    prepare_run_dir(config, sources, budget_ms)
     storage = open_storage(storage_url(config))
     progress = config.search.progress if progress is None else progress
     reports = []
@@ -437,21 +438,41 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None,
             continue
         worker = _Worker(config, sc, space, sources, evaluator, storage)
         reports.append(worker.run_external(progress) if sc.name in EXTERNAL_STRATEGIES else worker.run(progress))
-    _save_presets(config, space, evaluator)
+    _save_presets(config, space, evaluator, sources, budget_ms)
     return reports
 
 
-def _save_presets(config: ExperimentConfig, space: SearchSpace, evaluator: EvaluatorBase) -> None:
-    """Evaluate the space's presets once (reference points of the results plot)."""
+def _save_presets(config: ExperimentConfig, space: SearchSpace, evaluator: EvaluatorBase,
+                  sources: Sequence[LatencySource], budget_ms: float | None) -> None:
+    """Evaluate the space's presets once (reference points of the results plot), and each preset
+    family's largest member within the budget on the first table (a hand-designed baseline scaled
+    to the same latency, e.g. MobileNetV2-style)."""
     path = Path(config.run_dir) / "presets.json"
     if path.is_file():
         return
-    names = config.results.presets if config.results.presets is not None else space.preset_names
-    out = {}
-    for name in names:
+    wanted = config.results.presets
+    resolution = space.resolutions[-1]
+    out: dict[str, Any] = {}
+    for name in space.preset_names if wanted is None else wanted:
+        if name in space.preset_family_names:
+            continue
         try:
-            arch = space.preset(name, resolution=space.resolutions[-1])
+            arch = space.preset(name, resolution=resolution)
             out[name] = {"arch": arch.to_dict(), "result": evaluator.evaluate(arch).to_dict()}
         except nas.HwnasError as err:
             out[name] = {"error": str(err)}
+    for name in space.preset_family_names:
+        if budget_ms is None or (wanted is not None and name not in wanted):
+            continue
+        members = space.preset_family(name, resolution=resolution)
+        latency = sources[0].predict_many(members)
+        fits = [i for i in np.argsort(latency) if latency[i] <= budget_ms]
+        label = f"{name} (scaled)"
+        if not fits:
+            out[label] = {"error": f"no member of {name} within {budget_ms:.4g} ms on {sources[0].name} "
+                                   f"(fastest {float(latency.min()):.4g} ms)"}
+            continue
+        arch = members[fits[-1]]
+        out[label] = {"arch": arch.to_dict(), "result": evaluator.evaluate(arch).to_dict(), "family": name,
+                      "scaled_to_ms": budget_ms, "description": space.preset_family_description(name)}
     _atomic_write(path, json.dumps(out, indent=1))

@@ -233,6 +233,14 @@ def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:
     assert budget > 0 and (df["latency_ms[macs-proxy]"] <= budget).all()
     rep = report(tmp_path / "run")
     assert list(rep.best[rep.best.table == "macs-proxy"].budget_ms)[0] == budget
+    # the MobileNetV2-style baseline: the slowest member of its family that fits the same budget
+    base = rep.presets["mobilenetv2_style (scaled)"]
+    space = nas.load_space("ofa_mbv3", **{k: v for k, v in SPACE.items() if k != "name"})
+    members = space.preset_family("mobilenetv2_style")
+    latency = {m: nas.evaluators.MacsProxy(space).predict_many([m])[0] for m in members}
+    fitting = [m for m in members if latency[m] <= budget]
+    assert nas.Arch.from_dict(base["arch"]) == max(fitting, key=latency.get)
+    assert base["result"]["latency_ms"]["macs-proxy"] <= budget == base["scaled_to_ms"]
     with pytest.raises(ConfigError, match="not both"):
         run_search(config_from_dict(raw, ["latency.budget_ms=3.0"]))
 
