@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--arch-lr", type=float, default=0.05)
+    ap.add_argument("--arch-beta1", type=float, default=0.0, help="Adam beta1 on the architecture parameters")
     ap.add_argument("--weight-lr", type=float, default=0.05)
+    ap.add_argument("--weight-grad-clip", type=float, default=5.0, help="max gradient norm of a weight step (0: none)")
     ap.add_argument("--beta", type=float, default=2.0)
     ap.add_argument("--beta-below", type=float, default=-2.0)
     ap.add_argument("--entropy-weight", type=float, default=16.0)
@@ -71,7 +73,11 @@ def main() -> None:
     out = Path(args.out)
     if args.append and out.is_file():
         with out.open(newline="") as f:
-            rows = list(csv.DictReader(f)) + rows
+            old = list(csv.DictReader(f))
+        for r in old:
+            r.setdefault("weight_grad_clip", "0")  # rows from before these options: no clipping,
+            r.setdefault("arch_beta1", "0.0")  # the paper's Adam
+        rows = old + rows
     tmp = out.with_name(f".{out.name}.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
@@ -89,7 +95,8 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
     for target in sorted(args.targets):
         config = ProxylessConfig(target_ms=target, loss="mul", beta=args.beta, beta_below=args.beta_below,
                                  steps=args.steps, warmup_steps=args.warmup, batch_size=args.batch,
-                                 arch_lr=args.arch_lr, weight_lr=args.weight_lr, entropy_weight=args.entropy_weight,
+                                 arch_lr=args.arch_lr, arch_beta1=args.arch_beta1, weight_lr=args.weight_lr,
+                                 weight_grad_clip=args.weight_grad_clip or None, entropy_weight=args.entropy_weight,
                                  log_every=max(1, args.steps // 10))
         result = run_proxyless(space, table, data, config, seed=seed, progress=False)
         for h in result.history:
@@ -101,8 +108,8 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
                      "error_pct": round(100 * (predicted / target - 1), 1),
                      "expected_ms": round(result.expected_ms, 4), "val_ce": round(last.get("val_ce", float("nan")), 3),
                      "train_ce": round(last["train_ce"], 3), "entropy": round(last["entropy"], 3),
-                     "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "arch_lr": args.arch_lr,
-                     "weight_lr": args.weight_lr,
+                     "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "arch_lr": args.arch_lr, "arch_beta1": args.arch_beta1,
+                     "weight_lr": args.weight_lr, "weight_grad_clip": args.weight_grad_clip,
                      "beta": args.beta, "beta_below": args.beta_below, "entropy_weight": args.entropy_weight,
                      "seed": seed,
                      "seconds": round(result.seconds, 1), "arch": arch.short(), "arch_json": arch.to_json()})

@@ -69,8 +69,15 @@ class ProxylessConfig:
     weight_lr: float = 0.05
     weight_momentum: float = 0.9
     weight_decay: float = 4e-5
+    weight_grad_clip: float | None = 5.0
+    """Clip the global gradient norm of each weight step to this (None: no clipping). The gradient norm
+    of a sampled path varies by 100x between paths and spaces (at init: ~10 for ofa_mbv3 at 32x32,
+    100-1000 for mnasnet, see the benchmarks README); unclipped, lr 0.05 diverges on mnasnet."""
     arch_lr: float = 0.05
-    """Adam on α, betas (0, 0.999) as in the paper."""
+    """Adam on α, betas (arch_beta1, 0.999); the paper's is (0, 0.999)."""
+    arch_beta1: float = 0.0
+    """Adam's first-moment decay on α: > 0 averages the two-path CE gradient over ~1/(1 - arch_beta1)
+    steps, which matters where that gradient is mostly noise (see the benchmarks README, MnasNet)."""
     entropy_weight: float = 16.0
     """Weight of the mean entropy of the choice distributions in the architecture loss, ramped up
     linearly from 0 over the architecture steps. > 0 sharpens the distributions so the argmax arch's
@@ -98,6 +105,10 @@ class ProxylessConfig:
         for name in ("steps", "batch_size", "arch_every", "log_every", "n_derived"):
             if int(getattr(self, name)) < 1:
                 raise ProxylessError(f"proxyless {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.weight_grad_clip is not None and not self.weight_grad_clip > 0:
+            raise ProxylessError(f"proxyless weight_grad_clip must be positive or None, got {self.weight_grad_clip!r}")
+        if not 0 <= self.arch_beta1 < 1:
+            raise ProxylessError(f"proxyless arch_beta1 must be in [0, 1), got {self.arch_beta1!r}")
         if not 0 <= self.warmup_steps <= self.steps:
             raise ProxylessError(f"proxyless warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
 
@@ -160,7 +171,8 @@ class ProxylessSearch:
         self.weight_opt = torch.optim.SGD(network.weight_parameters(), lr=config.weight_lr,
                                           momentum=config.weight_momentum, nesterov=config.weight_momentum > 0,
                                           weight_decay=config.weight_decay)
-        self.arch_opt = torch.optim.Adam(network.arch_parameters(), lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8)
+        self.arch_opt = torch.optim.Adam(network.arch_parameters(), lr=config.arch_lr,
+                                         betas=(config.arch_beta1, 0.999), eps=1e-8)
 
     def expected_ms(self) -> torch.Tensor:
         return self.table.expected(self.net.latency_probs(), self.space, calibrated=self.config.calibrated)
@@ -172,6 +184,9 @@ class ProxylessSearch:
         loss = F.cross_entropy(self.net(x, path), y)
         self.weight_opt.zero_grad(set_to_none=True)  # untouched candidates keep grad None: SGD skips them
         loss.backward()
+        if self.config.weight_grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in self.net.weight_parameters() if p.grad is not None],
+                                           self.config.weight_grad_clip)
         self.weight_opt.step()
         return float(loss.detach())
 

@@ -125,6 +125,23 @@ def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace) -> N
     assert all(p.grad is None for p in net.arch_parameters())
 
 
+def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace) -> None:
+    """A weight step moves the weights by lr·(1+momentum)·min(|g|, clip) (first Nesterov step, no decay)."""
+    moved = {}
+    for clip in (0.5, None):
+        config = ProxylessConfig(target_ms=1.0, weight_grad_clip=clip, weight_decay=0.0)
+        net = build_network(mnas, config, seed=0)
+        before = [p.detach().clone() for p in net.weight_parameters()]
+        ProxylessSearch(net, synthetic_table(mnas), config, seed=0).weight_step(*batch())
+        moved[clip] = float(torch.stack([(p.detach() - b).norm() for p, b in zip(net.weight_parameters(), before)])
+                            .norm())
+    bound = config.weight_lr * (1 + config.weight_momentum) * 0.5
+    assert moved[0.5] == pytest.approx(bound, rel=1e-3)  # the path's gradient norm at init is far above 0.5
+    assert moved[None] > 10 * bound
+    with pytest.raises(ProxylessError, match="weight_grad_clip"):
+        ProxylessConfig(target_ms=1.0, weight_grad_clip=0.0)
+
+
 def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace) -> None:
     config = ProxylessConfig(target_ms=0.05)
     net = build_network(space, config, seed=1)
