@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NAS=${NAS:-.venv/bin/nas}
 RUN=runs/quickstart
-"$NAS" supernet train --config experiments/supernet_fmnist.yaml --threads 1
+"$NAS" supernet train --config experiments/supernet_fmnist.yaml
 "$NAS" search --config experiments/quickstart.yaml
 "$NAS" results "$RUN" --export-best "$RUN/best.json" --measure
 "$NAS" extract --checkpoint runs/supernet_fmnist/checkpoint.pt --arch "$RUN/best.json" --format onnx \
