@@ -69,10 +69,10 @@ class ProxylessConfig:
     weight_lr: float = 0.05
     weight_momentum: float = 0.9
     weight_decay: float = 4e-5
-    weight_grad_clip: float | None = 5.0
+    weight_grad_clip: float | None = None
     """Clip the global gradient norm of each weight step to this (None: no clipping). The gradient norm
     of a sampled path varies by 100x between paths and spaces (at init: ~10 for ofa_mbv3 at 32x32,
-    100-1000 for mnasnet, see the benchmarks README); unclipped, lr 0.05 diverges on mnasnet."""
+    100-1000 for mnasnet, see the benchmarks README); use 5 with weight_lr 0.01 on mnasnet."""
     arch_lr: float = 0.05
     """Adam on α, betas (arch_beta1, 0.999); the paper's is (0, 0.999)."""
     arch_beta1: float = 0.0
