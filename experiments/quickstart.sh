@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quickstart, end to end (about 13 minutes on a 2-core CPU; every step resumes if interrupted):
+# The quickstart, end to end (about 11 minutes on a quiet 2-core CPU; every step resumes if interrupted):
 #   1. train the once-for-all supernet on Fashion-MNIST (ofa_mbv3, 28x28, width 0.5)
 #   2. evolution search under a latency budget, accuracy from the supernet's shared weights,
 #      latency from the shipped ONNX Runtime table of this machine kind
