@@ -30,10 +30,9 @@ from pathlib import Path
 
 import torch
 
-import nas
 from nas import Arch
 from nas.evaluators import TrainEvaluator
-from nas.latency import LatencyTable
+from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig, run_proxyless
 
 TABLE = "latency_tables/x86-2core_onnxruntime_t1_ofa_mbv3_r28_w0.5.csv"
@@ -42,7 +41,6 @@ TABLE = "latency_tables/x86-2core_onnxruntime_t1_ofa_mbv3_r28_w0.5.csv"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--winner", default="runs/quickstart/best.json", help="evolution winner (arch JSON)")
-    ap.add_argument("--space", default="ofa_mbv3")
     ap.add_argument("--table", default=TABLE)
     ap.add_argument("--dataset", default="fashion_mnist")
     ap.add_argument("--search-seed", type=int, default=0)
@@ -62,9 +60,7 @@ def main() -> None:
         raise SystemExit(f"evolution winner {args.winner!r} does not exist: run experiments/quickstart.sh "
                          "(it writes runs/quickstart/best.json) or pass --winner FILE")
     table = LatencyTable.load(args.table)
-    meta = table.metadata["space"]
-    space = nas.load_space(args.space, resolutions=meta["resolutions"], num_classes=meta["num_classes"],
-                           in_channels=meta["in_channels"], width_mult=meta["width_mult"])
+    space = space_of(table)
     text = winner_file.read_text().strip()
     first = text.splitlines()[0]
     if first.startswith("{") and first.endswith("}"):  # JSON lines: the first arch

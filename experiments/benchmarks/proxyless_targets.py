@@ -26,7 +26,7 @@ import torch
 
 import nas
 from nas.data import load_dataset
-from nas.latency import LatencyTable
+from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig, run_proxyless
 
 SPACE_DEFAULTS = {
@@ -65,9 +65,7 @@ def main() -> None:
             setattr(args, key, value)
     table_path = args.table or f"latency_tables/x86-2core_onnxruntime_t1_{args.space}_r32.csv"
     table = LatencyTable.load(table_path)
-    meta = table.metadata["space"]
-    space = nas.load_space(args.space, resolutions=meta["resolutions"], num_classes=meta["num_classes"],
-                           in_channels=meta["in_channels"], width_mult=meta["width_mult"])
+    space = space_of(table)
     rows = []
     for seed in args.seeds:
         rows += search_targets(args, space, table, table_path, seed)

@@ -48,7 +48,7 @@ __all__ = [
     "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunReport",
     "SearchConfig", "SpaceConfig", "StrategyConfig", "TableConfig", "WorkerReport", "apply_overrides",
     "best_under_budgets", "build_evaluator", "build_latency", "build_objective", "build_space",
-    "config_from_dict", "fail_stale_trials", "heartbeat", "export_best_arch", "hypervolume", "hypervolume_table", "load_config",
-    "load_run_config", "open_storage", "pareto_mask", "pareto_plot", "report", "run_search", "storage_url",
+    "config_from_dict", "export_best_arch", "fail_stale_trials", "heartbeat", "hypervolume", "hypervolume_table",
+    "load_config", "load_run_config", "open_storage", "pareto_mask", "pareto_plot", "report", "run_search", "storage_url",
     "trials_table",
 ]
