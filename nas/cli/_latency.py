@@ -150,9 +150,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     cal, before, after = calibrate(table, space_of(table), args.n, args.seed, progress=not args.quiet,
                                   passes=args.passes)
     table.save(table.path)
-    print(f"calibration: {cal.scale:.4f} x sum {cal.per_layer_ms:+.5f} ms x layers "
-          f"{cal.per_mparam_ms:+.5f} ms x max(0, Mweights - {cal.cache_mparams:.2f}) {cal.offset_ms:+.4f} ms "
-          f"(fitted on {args.n} archs)")
+    print(f"calibration: {cal.describe()} (fitted on {args.n} archs)")
     print(f"fit MAPE {before.mape_pct:.2f}% -> {after.mape_pct:.2f}%; saved in {table.path.with_suffix('.json')}")
     return 0
 

@@ -48,6 +48,11 @@ def key_mparams(key: BlockKey) -> float:
     return n / 1e6
 
 
+def layer_family(key: BlockKey) -> str:
+    """The family a layer's weights are counted under by a calibration: "stem", "head" or the block op."""
+    return key.kind if key.kind != "block" else key.op
+
+
 class PredictError(HwnasError):
     """Bad input to a latency predictor (an unknown choice, a malformed probability)."""
 
@@ -121,21 +126,26 @@ class CompiledPredictor:
         self.slots = space_slots(space)
         self.latency: list[np.ndarray] = []
         self.present: list[np.ndarray] = []
-        self.mparams: list[np.ndarray] = []
+        self.mparams: dict[str, list[np.ndarray]] = {}
+        """Per layer family (`layer_family`), per slot: million weights of that family's layers."""
         self._cols: list[np.ndarray] = []
         self._strides: list[np.ndarray] = []
+        families = sorted({layer_family(k) for slot in self.slots for k in slot.keys.reshape(-1) if k is not None})
         for slot in self.slots:
             flat = slot.keys.reshape(-1)
             lat = np.array([0.0 if k is None else lookup_ms(k) for k in flat]).reshape(slot.keys.shape)
             self.latency.append(lat)
             self.present.append(np.array([k is not None for k in flat], dtype=float).reshape(slot.keys.shape))
-            self.mparams.append(np.array([0.0 if k is None else key_mparams(k) for k in flat]).reshape(slot.keys.shape))
+            for fam in families:
+                self.mparams.setdefault(fam, []).append(np.array(
+                    [key_mparams(k) if k is not None and layer_family(k) == fam else 0.0 for k in flat]
+                ).reshape(slot.keys.shape))
             self._cols.append(np.array([self._col[d] for d in slot.dims], dtype=np.intp))
             shape = slot.keys.shape
             self._strides.append(np.array([int(np.prod(shape[k + 1:])) for k in range(len(shape))], dtype=np.intp))
         self._flat_lat = [a.reshape(-1) for a in self.latency]
         self._flat_present = [a.reshape(-1) for a in self.present]
-        self._flat_mparams = [a.reshape(-1) for a in self.mparams]
+        self._weights_cache: dict[tuple[str, ...], list[np.ndarray]] = {}
         self._folded: tuple[Any, list[np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ encoding
@@ -169,15 +179,30 @@ class CompiledPredictor:
                 flat += columns[c] * st
             yield flat
 
-    def sum_and_layers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Summed table latency (ms), layer count and million weights of each row of a choice-index matrix."""
+    def weights(self, families: Iterable[str] | None = None) -> list[np.ndarray]:
+        """Per slot: million weights of the layers of `families` (None: every layer)."""
+        key = tuple(sorted(self.mparams if families is None else set(families) & set(self.mparams)))
+        if key not in self._weights_cache:
+            self._weights_cache[key] = [sum((self.mparams[f][k] for f in key), np.zeros(shape)).reshape(-1)
+                                        for k, shape in enumerate(a.shape for a in self.latency)]
+        return self._weights_cache[key]
+
+    def sum_and_layers(self, index: np.ndarray, families: Iterable[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed table latency (ms), layer count and million weights (of the layers of `families`;
+        None: all) of each row of a choice-index matrix."""
         n = np.asarray(index).shape[0]
         total, layers, mparams = np.zeros(n), np.zeros(n), np.zeros(n)
-        for flat, lat, present, mp in zip(self._flat(index), self._flat_lat, self._flat_present, self._flat_mparams):
+        for flat, lat, present, mp in zip(self._flat(index), self._flat_lat, self._flat_present,
+                                          self.weights(families)):
             total += lat[flat]
             layers += present[flat]
             mparams += mp[flat]
         return total, layers, mparams
+
+    def weights_by_family(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """Million weights of each layer family (`layer_family`) in each row of a choice-index matrix."""
+        return {f: self.sum_and_layers(index, [f])[2] for f in self.mparams}
 
     def predict_indices(self, index: np.ndarray, calibration: Any = None) -> np.ndarray:
         """Predicted latency (ms) of each row of a choice-index matrix: the summed entries, or
@@ -192,9 +217,10 @@ class CompiledPredictor:
                                       for lat, present in zip(self._flat_lat, self._flat_present)])
             per_slot = self._folded[1]
         need_weights = calibration is not None and calibration.per_mparam_ms != 0.0
+        weights = self.weights(calibration.spill_families) if need_weights else per_slot
         total = np.zeros(n)
         mparams = np.zeros(n) if need_weights else None
-        for flat, values, mp in zip(self._flat(index), per_slot, self._flat_mparams):
+        for flat, values, mp in zip(self._flat(index), per_slot, weights):
             total += values[flat]
             if need_weights:
                 mparams += mp[flat]
@@ -204,8 +230,9 @@ class CompiledPredictor:
                 total += calibration.per_mparam_ms * np.maximum(mparams - calibration.cache_mparams, 0.0)
         return total
 
-    def expected(self, probs: Mapping[str, Any]):  # noqa: ANN201 - torch.Tensor
-        """Expected summed latency (ms), layer count and million weights (torch scalars, differentiable)."""
+    def expected(self, probs: Mapping[str, Any], families: Iterable[str] | None = None):  # noqa: ANN201
+        """Expected summed latency (ms), layer count and million weights (of the layers of `families`;
+        None: all) as torch scalars, differentiable."""
         import torch
 
         unknown = sorted(set(probs) - set(self.dim_names))
@@ -226,7 +253,8 @@ class CompiledPredictor:
             elif len(opts) == 1:
                 vectors[d] = torch.ones(1, dtype=dtype, device=device)
         totals = [torch.zeros((), dtype=dtype, device=device) for _ in range(3)]
-        for slot, *arrays in zip(self.slots, self.latency, self.present, self.mparams):
+        weights = [w.reshape(a.shape) for w, a in zip(self.weights(families), self.latency)]
+        for slot, *arrays in zip(self.slots, self.latency, self.present, weights):
             missing = [d for d in slot.dims if d not in vectors]
             if missing:
                 raise PredictError(f"no probabilities given for choice(s) {missing} (space {self.space.name!r})")
@@ -251,4 +279,4 @@ def check_slots_exact(predictor: CompiledPredictor, space: "SearchSpace", lookup
                                f"predictor (arch {arch.short()} sums to {slow} ms, slots give {f})")
 
 
-__all__: Sequence[str] = ["CompiledPredictor", "PredictError", "Slot", "space_slots"]
+__all__: Sequence[str] = ["CompiledPredictor", "PredictError", "Slot", "layer_family", "space_slots"]

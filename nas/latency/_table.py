@@ -21,7 +21,7 @@ from nas._device._files import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_
                                 write_table)
 from nas._device._runtimes import utc_now
 from nas._errors import HwnasError
-from nas.latency._predict import CompiledPredictor, check_slots_exact, key_mparams
+from nas.latency._predict import CompiledPredictor, check_slots_exact, key_mparams, layer_family
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -45,20 +45,26 @@ class Calibration:
     """measured ≈ scale·sum + per_layer_ms·layers + per_mparam_ms·max(0, Mweights − cache_mparams) + offset_ms.
 
     sum: the summed table entries; layers: the layer count (absorbs the per-call overhead each
-    isolated entry carries); Mweights: the network's weights in millions. An isolated layer always
-    finds its weights in the cache; a whole network whose weights exceed the cache streams them from
-    memory at every inference, so past `cache_mparams` each extra weight costs time. The knee is
-    chosen by a grid search, the other terms by least squares on relative error, on whole networks
-    measured end to end.
+    isolated entry carries); Mweights: the network's weights in millions, counting the layers of
+    `spill_families` only (None: every layer; see `layer_family`). An isolated layer always finds
+    its weights in the cache; a whole network whose weights exceed the cache streams them from
+    memory at every inference, so past `cache_mparams` each extra weight costs time. Some layer
+    families stream their weights at the same cost isolated or not (on x86 ONNX Runtime, MnasNet's
+    full convs on 1×1 maps), so the fit also chooses which families count: every family, or all but
+    one. The knee and the families are chosen by a grid search, the other terms by least squares on
+    relative error, on whole networks measured end to end.
     """
 
     def __init__(self, scale: float = 1.0, per_layer_ms: float = 0.0, offset_ms: float = 0.0,
-                 per_mparam_ms: float = 0.0, cache_mparams: float = 0.0, **info: Any) -> None:
+                 per_mparam_ms: float = 0.0, cache_mparams: float = 0.0,
+                 spill_families: Sequence[str] | None = None, **info: Any) -> None:
         self.scale, self.per_layer_ms, self.offset_ms = float(scale), float(per_layer_ms), float(offset_ms)
         self.per_mparam_ms, self.cache_mparams = float(per_mparam_ms), float(cache_mparams)
+        self.spill_families = None if spill_families is None else tuple(sorted(spill_families))
         self.info = info
 
     def apply(self, summed_ms: Any, layers: Any, mparams: Any = 0.0) -> Any:
+        """The calibrated latency; `mparams`: the weights of the layers of `spill_families`."""
         excess = mparams - self.cache_mparams
         if hasattr(excess, "clamp"):  # a torch tensor: keep the graph
             excess = excess.clamp(min=0.0)
@@ -66,9 +72,20 @@ class Calibration:
             excess = np.maximum(excess, 0.0)
         return self.scale * summed_ms + self.per_layer_ms * layers + self.per_mparam_ms * excess + self.offset_ms
 
+    def network_mparams(self, keys: Iterable[BlockKey]) -> float:
+        """The weights (millions) this calibration counts in a network of layers `keys`."""
+        return float(sum(key_mparams(k) for k in keys
+                         if self.spill_families is None or layer_family(k) in self.spill_families))
+
+    def describe(self) -> str:
+        families = "" if self.spill_families is None else f" of {'+'.join(self.spill_families)}"
+        return (f"{self.scale:.4f} x sum {self.per_layer_ms:+.5f} ms x layers {self.per_mparam_ms:+.5f} ms x "
+                f"max(0, Mweights{families} - {self.cache_mparams:.2f}) {self.offset_ms:+.4f} ms")
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": "linear-knee", "scale": self.scale, "per_layer_ms": self.per_layer_ms,
                 "per_mparam_ms": self.per_mparam_ms, "cache_mparams": self.cache_mparams,
+                "spill_families": None if self.spill_families is None else list(self.spill_families),
                 "offset_ms": self.offset_ms, **self.info}
 
     @classmethod
@@ -79,26 +96,38 @@ class Calibration:
         return cls(**data)
 
     @classmethod
-    def fit(cls, summed_ms: Sequence[float], layers: Sequence[float], mparams: Sequence[float],
-            measured_ms: Sequence[float], **info: Any) -> "Calibration":
-        """Fit on whole-network measurements (relative least squares). With fewer than 12 networks,
-        or too similar ones to pin down every term, one scale factor."""
-        s, n, p, y = (np.asarray(v, dtype=float) for v in (summed_ms, layers, mparams, measured_ms))
+    def fit(cls, summed_ms: Sequence[float], layers: Sequence[float],
+            mparams: Sequence[float] | Mapping[str, Sequence[float]], measured_ms: Sequence[float],
+            **info: Any) -> "Calibration":
+        """Fit on whole-network measurements (relative least squares). `mparams`: the networks'
+        weights, or a mapping layer family -> weights of that family's layers (then the fit also
+        chooses which families count). With fewer than 12 networks, or too similar ones to pin down
+        every term, one scale factor."""
+        s, n, y = (np.asarray(v, dtype=float) for v in (summed_ms, layers, measured_ms))
         if len(y) == 0:
             raise TableError("calibration needs at least one measured network")
+        by_family = ({str(f): np.asarray(v, dtype=float) for f, v in mparams.items()}
+                     if isinstance(mparams, Mapping) else None)
+        candidates: list[tuple[str, ...] | None] = [None]
+        if by_family is not None and len(by_family) > 1:
+            candidates += [tuple(sorted(set(by_family) - {f})) for f in sorted(by_family)]
         best: tuple[float, Calibration] | None = None
         if len(y) >= 12:
-            knees = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 0.9, 19)), [p.max()]]))
-            for knee in knees:
-                design = np.column_stack([s, n, np.maximum(p - knee, 0.0), np.ones_like(s)])
-                if np.linalg.matrix_rank(design) < 4:
-                    design[:, 2] = 0.0
-                    if np.linalg.matrix_rank(design) < 3:
-                        continue
-                coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
-                err = float(np.sum((design @ coef / y - 1.0) ** 2))
-                if best is None or err < best[0]:
-                    best = (err, cls(coef[0], coef[1], coef[3], coef[2], float(knee), fitted_on=len(y), **info))
+            for families in candidates:
+                p = (np.asarray(mparams, dtype=float) if by_family is None
+                     else sum(by_family[f] for f in (families or by_family)))
+                knees = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 0.9, 19)), [p.max()]]))
+                for knee in knees:
+                    design = np.column_stack([s, n, np.maximum(p - knee, 0.0), np.ones_like(s)])
+                    if np.linalg.matrix_rank(design) < 4:
+                        design[:, 2] = 0.0
+                        if np.linalg.matrix_rank(design) < 3:
+                            continue
+                    coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
+                    err = float(np.sum((design @ coef / y - 1.0) ** 2))
+                    if best is None or err < best[0] * (1 - 1e-9):  # ties keep the simpler model (all families)
+                        best = (err, cls(coef[0], coef[1], coef[3], coef[2], float(knee), families,
+                                         fitted_on=len(y), **info))
         if best is not None:
             return best[1]
         scale = float(np.sum(s / y) / np.sum(s * s / y**2))
@@ -227,7 +256,7 @@ class LatencyTable:
         keys = space.block_keys(arch)
         total = float(sum(self.lookup_ms(k) for k in keys))
         cal = self.calibration if calibrated else None
-        return float(cal.apply(total, len(keys), sum(map(key_mparams, keys)))) if cal else total
+        return float(cal.apply(total, len(keys), cal.network_mparams(keys))) if cal else total
 
     def compile(self, space: "SearchSpace") -> CompiledPredictor:
         """The vectorized predictor of `space` over this table (cached; checked against `predict`)."""
@@ -262,8 +291,8 @@ class LatencyTable:
         A layer beyond the stage depth costs nothing; its own choices still need probabilities.
         The result is linear in each tensor, so gradients flow to every probability.
         """
-        total, layers, mparams = self.compile(space).expected(probs)
         cal = self.calibration if calibrated else None
+        total, layers, mparams = self.compile(space).expected(probs, cal.spill_families if cal else None)
         return cal.apply(total, layers, mparams) if cal else total
 
     def check_covers(self, space: "SearchSpace", resolutions: Iterable[int] | None = None) -> None:

@@ -116,7 +116,7 @@ class ErrorReport:
 def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int = 1000,
               work: str | Path | None = None, progress: bool = True,
               passes: int | None = E2E_PASSES) -> tuple[Calibration, ErrorReport, ErrorReport]:
-    """Measure `n` random archs end to end and fit `Calibration` (``a·sum + b·layers + d·Mweights + c``) (stored in
+    """Measure `n` random archs end to end and fit `Calibration` (``a·sum + b·layers + d·max(0, Mweights − knee) + c``) (stored in
     the table's metadata; save the table to keep it). Returns the calibration and the fit error on
     those archs before and after."""
     table.check_covers(space)
@@ -124,9 +124,11 @@ def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int 
     work = Path(work) if work else _default_work(table, "calibrate")
     measured = measure_archs(archs, space, table, work, progress, passes=passes)
     compiled = table.compile(space)
-    summed, layers, mparams = compiled.sum_and_layers(compiled.encode_indices(archs))
-    cal = Calibration.fit(summed, layers, mparams, measured, seed=seed, date=today(), passes=passes,
+    index = compiled.encode_indices(archs)
+    summed, layers, _ = compiled.sum_and_layers(index)
+    cal = Calibration.fit(summed, layers, compiled.weights_by_family(index), measured, seed=seed, date=today(), passes=passes,
                           arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs])
+    mparams = compiled.sum_and_layers(index, cal.spill_families)[2]
     before, after = ErrorReport.of(summed, measured), ErrorReport.of(cal.apply(summed, layers, mparams), measured)
     cal.info.update(fit_mape_before_pct=round(before.mape_pct, 3), fit_mape_after_pct=round(after.mape_pct, 3))
     table.set_calibration(cal)
@@ -158,8 +160,9 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
     spreads: list[float] = []
     measured = measure_archs(archs, space, table, work, progress, spreads=spreads, passes=passes)
     compiled = table.compile(space)
-    summed, layers, mparams = compiled.sum_and_layers(compiled.encode_indices(archs))
-    calibrated = cal.apply(summed, layers, mparams) if cal else summed
+    index = compiled.encode_indices(archs)
+    summed, layers, mparams = compiled.sum_and_layers(index)
+    calibrated = cal.apply(summed, layers, compiled.sum_and_layers(index, cal.spill_families)[2]) if cal else summed
     g = np.array(groups)
     report: dict[str, Any] = {"table": table.where, "backend": table.metadata["backend"],
                               "threads": table.metadata["threads"], "space": space.name,

@@ -107,6 +107,15 @@ def test_vectorized_predict_equals_per_arch_sum(space_table):
         calibrated = np.array([table.predict(a, space) for a in archs])
         assert np.allclose(table.predict_many(index, space), calibrated)
         assert not np.allclose(calibrated, per_arch)
+        # weights of the head and the "mb" blocks only: all three paths count the same layers
+        table.set_calibration(Calibration(1.1, 0.01, 0.2, per_mparam_ms=0.05, cache_mparams=0.5,
+                                          spill_families=["mb", "head"]))
+        some = np.array([table.predict(a, space) for a in archs])
+        assert np.allclose(table.predict_many(index, space), some)
+        assert not np.allclose(some, calibrated)
+        dims, choices = space.dims, space.encode(archs[0])
+        one_hot = {d: torch.tensor([1.0 if o == choices[d] else 0.0 for o in opts]) for d, opts in dims.items()}
+        assert float(table.expected(one_hot, space)) == pytest.approx(some[0], rel=1e-6)
     finally:
         table.set_calibration(None)
 
@@ -145,3 +154,18 @@ def test_calibration_fit_recovers_a_linear_model():
     one = Calibration.fit(summed[:3], layers[:3], mparams[:3], 1.2 * summed[:3])  # too few: one scale
     assert one.scale == pytest.approx(1.2) and one.per_layer_ms == 0.0
     assert Calibration.from_dict(cal.to_dict()).to_dict() == cal.to_dict()
+
+
+def test_calibration_fit_chooses_the_layer_families_whose_weights_spill():
+    rng = np.random.default_rng(1)
+    summed, layers = rng.uniform(0.2, 1.0, 60), rng.integers(10, 30, 60)
+    weights = {"mb": rng.uniform(0, 8, 60), "conv": rng.uniform(0, 6, 60), "head": rng.uniform(0.3, 0.5, 60)}
+    spill = weights["mb"] + weights["head"]  # the convs' weights cost nothing extra
+    measured = 0.8 * summed - 0.004 * layers + 0.1 * np.maximum(spill - 4.0, 0) + 0.05
+    cal = Calibration.fit(summed, layers, weights, measured)
+    assert cal.spill_families == ("head", "mb")
+    assert cal.apply(summed, layers, spill) == pytest.approx(measured, rel=0.02)
+    everything = Calibration.fit(summed, layers, sum(weights.values()), measured)  # one weight count
+    assert everything.spill_families is None
+    assert np.abs(everything.apply(summed, layers, sum(weights.values())) / measured - 1).mean() > 0.02
+    assert Calibration.from_dict(cal.to_dict()).spill_families == ("head", "mb")
