@@ -7,8 +7,9 @@ ranks archs like brief fine-tuning from extracted weights does.
     flock /tmp/hwnas-cpu.lock python experiments/benchmarks/supernet_learning.py \\
         --checkpoint runs/supernet_fmnist/checkpoint.pt [--archs 12] [--finetune-steps 100] [--max-minutes 7.5]
 
-Archs: --archs archs spread over the MACs range (quantiles of 500 random archs, largest and smallest
-included). For each: accuracy with shared weights (BN recalibrated on 8 training batches) and after
+Archs: --archs archs from the smallest to the largest, evenly spaced in MACs (--spread macs, the
+default) or at quantiles of the MACs of uniform random archs (--spread quantile, which crowds them
+where archs differ least). For each: accuracy with shared weights (BN recalibrated on 8 training batches) and after
 fine-tuning the extracted network for --finetune-steps SGD steps (batch and augmentation of the
 training config, lr 0.01 cosine), both on the validation split and on the official test split (never
 used for training or search); "pooled" is the accuracy over both (16,000 Fashion-MNIST images: the
@@ -48,12 +49,31 @@ from nas.supernet import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spread_archs(space: nas.SearchSpace, n: int, seed: int) -> list[nas.Arch]:
+def spread_archs(space: nas.SearchSpace, n: int, seed: int, how: str = "macs") -> list[nas.Arch]:
+    """`n` archs from smallest to largest, the two extremes included.
+
+    "macs": MACs evenly spaced between the extremes (a pool of 2000 archs sampled with a size bias
+    drawn per arch, so every size is represented); "quantile": quantiles of the MACs of 500 uniform
+    random archs, which crowd in the middle of the range where archs differ least in accuracy."""
     rng = np.random.default_rng(seed)
-    pool = list(dict.fromkeys(space.sample(rng) for _ in range(500)))
-    pool.sort(key=lambda a: nas.count_macs(a, space.num_classes, space.in_channels))
-    picks = [pool[int(round(q * (len(pool) - 1)))] for q in np.linspace(0, 1, max(n - 2, 1))]
-    return list(dict.fromkeys([largest_arch(space), smallest_arch(space)] + picks))[:n]
+    macs = lambda a: nas.count_macs(a, space.num_classes, space.in_channels)  # noqa: E731
+    ends = [largest_arch(space), smallest_arch(space)]
+    if how == "quantile":
+        pool = sorted(dict.fromkeys(space.sample(rng) for _ in range(500)), key=macs)
+        picks = [pool[int(round(q * (len(pool) - 1)))] for q in np.linspace(0, 1, max(n - 2, 1))]
+        return list(dict.fromkeys(ends + picks))[:n]
+    pool_set: set[nas.Arch] = set()
+    for _ in range(2000):  # each choice's option index ~ Binomial(options - 1, bias), bias ~ U(0, 1)
+        bias = rng.uniform()
+        choices = {d: opts[rng.binomial(len(opts) - 1, bias)] for d, opts in space.dims.items()}
+        pool_set.add(space.decode(choices))
+    pool = sorted(pool_set - set(ends), key=macs)
+    pool_macs = np.array([macs(a) for a in pool])
+    picks: list[nas.Arch] = []
+    for target in np.linspace(macs(ends[1]), macs(ends[0]), n)[1:-1]:
+        order = np.argsort(np.abs(pool_macs - target))
+        picks.append(next(pool[i] for i in order if pool[i] not in picks))
+    return ends + picks
 
 
 def finetune(net: torch.nn.Module, train_loader, steps: int, lr: float, seed: int) -> torch.nn.Module:  # noqa: ANN001
@@ -79,6 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=str(ROOT / "runs/supernet_fmnist/checkpoint.pt"))
     ap.add_argument("--archs", type=int, default=12)
+    ap.add_argument("--spread", choices=("macs", "quantile"), default="macs",
+                    help="how archs are picked between the largest and smallest (see spread_archs)")
     ap.add_argument("--finetune-steps", type=int, default=100)
     ap.add_argument("--finetune-lr", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
@@ -109,7 +131,7 @@ def main() -> None:
                 row = json.loads(line)
                 if "finetuned_test" in row:  # rows of an older version lack the test split
                     done[nas.Arch.from_dict(row["arch"])] = row
-    archs = spread_archs(space, args.archs, args.seed)
+    archs = spread_archs(space, args.archs, args.seed, args.spread)
     print(f"{'arch':>5} {'MMACs':>7} {'shared val':>10} {'tuned val':>10} {'shared test':>11} {'tuned test':>10} "
           f"{'shared pool':>11} {'tuned pool':>10}")
     rows = []
