@@ -13,12 +13,13 @@ writes a CSV (default experiments/benchmarks/latency_accuracy.csv).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _results import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['bias_pct']:+6.2f} {r['flagged_share'] * 100:5.1f} {r['build_s'] or float('nan'):7.1f} "
               f"{r['predict_archs_per_s'] / 1e6:8.2f}")
     if rows:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        write_csv(rows, args.out)
     return 0
 
 

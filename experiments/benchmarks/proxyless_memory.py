@@ -17,7 +17,6 @@ Goal: binarized ≤ 1/3 of all-paths. Run under the CPU lock.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ import torch.nn.functional as F
 
 import nas
 from nas.proxyless import ProxylessNetwork, saved_activation_bytes
+
+from _results import write_csv
 
 
 def timed(step) -> float:  # noqa: ANN001
@@ -92,13 +93,7 @@ def main() -> None:
         verdict = "PASS" if r["ratio_one_vs_all"] <= 1 / 3 else "FAIL"
         print(f"{r['space']}: binarized step keeps {r['ratio_one_vs_all']:.1%} of the all-paths activations "
               f"(two-path arch step {r['ratio_two_vs_all']:.1%}); goal <= 33.3%: {verdict}")
-    tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write_csv(rows, args.out, cols)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ accuracy and % of latency); writes a CSV. One intra-op thread; run pinned to one
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ from nas import Arch
 from nas.evaluators import TrainEvaluator
 from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig, run_proxyless
+
+from _results import write_csv
 
 TABLE = "latency_tables/x86-2core_onnxruntime_t1_ofa_mbv3_r28_w0.5.csv"
 
@@ -108,14 +109,7 @@ def main() -> None:
     for seed in args.train_seeds:
         acc = {r["arch"]: float(r["val_acc"]) for r in rows if r["train_seed"] == seed}
         print(f"  seed {seed}: gap {100 * (acc['proxyless'] - acc['evolution']):+.2f} points")
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from nas.data import load_dataset
 from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig, run_proxyless
 
+from _results import write_csv
+
 SPACE_DEFAULTS = {
     "ofa_mbv3": {"weight_lr": 0.05, "weight_grad_clip": 0.0, "arch_beta1": 0.0},
     # MnasNet at 32x32: lr 0.05 diverges even on one fixed path (classifier input |mean h|^2 ~200 vs ~3.5
@@ -87,13 +89,7 @@ def main() -> None:
             r.setdefault("weight_grad_clip", "0")  # rows from before these options: no clipping,
             r.setdefault("arch_beta1", "0.0")  # the paper's Adam
         rows = old + rows
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_csv(rows, out)
 
 
 def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: LatencyTable, table_path: str,

@@ -14,7 +14,6 @@ stage kernels (op mb6, no SE, skip on, largest depth), so paths differ only in k
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from nas.data import load_dataset
 from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig
 from nas.proxyless._search import ProxylessSearch, _cycle, _loaders, build_network
+
+from _results import write_csv
 
 WINDOW = 25
 
@@ -87,11 +88,7 @@ def main() -> None:
             rows.append({"space": args.space, "pins": pin, "pool": label, "steps": args.steps,
                          "weight_lr": args.weight_lr, "weight_grad_clip": args.weight_grad_clip, "seed": args.seed,
                          **{f"ce_{(k + 1) * WINDOW}": round(v, 3) for k, v in enumerate(curve)}})
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

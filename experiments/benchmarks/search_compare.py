@@ -16,7 +16,6 @@ For the real experiment (supernet accuracy, measured table) use
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -26,6 +25,8 @@ import nas
 from nas.evaluators import MacsProxy, SyntheticEvaluator, TableLatency
 from nas.experiment import hypervolume
 from nas.strategies import Objective, make_strategy
+
+from _results import write_csv
 
 CONFIGS = {"random": {}, "evolution": {"population": 25}, "aging": {"population": 25, "sample_size": 8},
            "rl": {"batch": 5, "lr": 0.02}, "tpe": {"n_startup_trials": 10}, "nsga2": {"population": 20}}
@@ -87,13 +88,7 @@ def main() -> None:
         wins = sum(r["hypervolume"] > base[r["seed"]]["hypervolume"] for r in mine) if base else 0
         print(f"{name:10s} {hv.mean():10.4f} ± {hv.std():.4f} {rw.mean():10.4f} ± {rw.std():.4f} "
               f"{wins:>12d}/{len(mine)}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ a CSV. Run under the CPU lock: ``flock /tmp/hwnas-cpu.lock python ...``.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 import nas
 from nas.evaluators import MacsProxy, PredictorEvaluator, TableLatency
 from nas.strategies import Codec, Objective, make_strategy
+
+from _results import write_csv
 
 
 def mlp_predictor(space: nas.SearchSpace, seed: int = 0):  # noqa: ANN201
@@ -83,13 +84,7 @@ def main() -> None:
     width = max(len(k) for k in row)
     for k, v in row.items():
         print(f"{k:{width}s}  {v}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        w.writeheader()
-        w.writerow(row)
-    print(f"wrote {out}")
+    write_csv([row], args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Target: every max |Δ| <= 1e-4. Prints a table, writes a CSV.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 
 import nas
 from nas.supernet import Supernet, extract, largest_arch, smallest_arch, supernet_from_checkpoint
+
+from _results import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,11 +121,7 @@ def main() -> None:
           + f"  (target <= 1e-4: {'PASS' if all(v is None or v <= 1e-4 for v in worst.values()) else 'FAIL'})")
     if not with_tflite:
         print("TFLite skipped: litert-torch is not installed (pip install 'hwnas[tflite]')")
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ largest/smallest subnets' validation accuracy (targets 0.88 / 0.82). Prints a ta
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import time
@@ -45,6 +44,8 @@ from nas.supernet import (
     smallest_arch,
     supernet_from_checkpoint,
 )
+
+from _results import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,11 +169,7 @@ def main() -> None:
             tau = kendall_tau([r[a] for r in rows], [r[b] for r in rows])
             print(f"Kendall tau shared vs fine-tuned ({args.finetune_steps} steps) over {len(rows)} archs, "
                   f"{split} ({n} images): {tau:.3f} (target >= 0.5)")
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ times and their ratio. Target: supernet / static <= 1.5. Prints a table, writes 
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import torch.nn.functional as F
 
 import nas
 from nas.supernet import Supernet, extract, largest_arch, smallest_arch
+
+from _results import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,11 +85,7 @@ def main() -> None:
     total = sum(r["supernet_step_ms"] for r in rows) / sum(r["static_step_ms"] for r in rows)
     print(f"median ratio {np.median(ratios):.3f}, max {ratios.max():.3f}, total-time ratio {total:.3f} "
           f"(target <= 1.5: {'PASS' if total <= 1.5 else 'FAIL'})")
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":
