@@ -7,16 +7,18 @@
 
 `ProxylessNetwork` is the over-parameterized network (α per searched choice of the space,
 `arch_parameters()` / `weight_parameters()`, one-, two- and all-path forwards, `derive()`);
-`ProxylessSearch` the alternating weight / architecture steps.
+`ProxylessSearch` the alternating weight / architecture steps. With ``share_weights`` the candidates
+of one layer that run the same op share their convolutions (`SharedOp`, `SharedCandidate`).
 """
 
 from nas.proxyless._experiment import search
 from nas.proxyless._memory import saved_activation_bytes
 from nas.proxyless._mixed import MixedLayer, Unit
 from nas.proxyless._network import OP_ATTRS, SEARCHABLE, ProxylessError, ProxylessNetwork, resolve_pins
+from nas.proxyless._shared import SharedCandidate, SharedOp
 from nas.proxyless._search import (LOSSES, ProxylessConfig, ProxylessResult, ProxylessSearch, build_network,
                                    latency_loss, run_proxyless)
 
 __all__ = ["LOSSES", "OP_ATTRS", "SEARCHABLE", "MixedLayer", "ProxylessConfig", "ProxylessError",
-           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "Unit", "build_network", "latency_loss", "search",
+           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "SharedCandidate", "SharedOp", "Unit", "build_network", "latency_loss", "search",
            "resolve_pins", "run_proxyless", "saved_activation_bytes"]

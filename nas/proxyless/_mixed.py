@@ -6,9 +6,10 @@ runs the same candidate (the space's factorization); for once-for-all the per-la
 of one layer form a unit. A stage's depth is its own unit: it only decides whether layers beyond the
 shallowest depth run or pass their input through (identity), which costs nothing.
 
-The candidates are `nas._model.Block` modules built from the space's own `decode`, so a candidate is
-exactly the block the derived arch will have. Blocks that differ only in the identity residual (skip)
-share one module; the residual is added here.
+The candidates are built from the space's own `decode`, so a candidate is exactly the block the
+derived arch will have. Blocks that differ only in the identity residual (skip) share one module; the
+residual is added here. By default each candidate is its own `nas._model.Block`; with
+``share_weights`` the candidates of one op family share their convolutions (`nas.proxyless._shared`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from nas._arch import BlockSpec
 from nas._model import Block
+from nas.proxyless._shared import SharedCandidate, SharedOp, family
 
 Combo = tuple[int, ...]
 """Option indices of a unit's dims, in the unit's dim order."""
@@ -56,10 +58,12 @@ class MixedLayer(nn.Module):
 
     `specs` maps every combo of the op unit (the empty combo when the layer has none) to the
     `BlockSpec` the space gives that layer for it. `optional` says whether a depth choice can drop
-    the layer (it then passes its input through).
+    the layer (it then passes its input through). With `share_weights`, ``candidates`` are
+    `SharedCandidate` modules (private batch norms) and ``shared`` holds one `SharedOp` per op family.
     """
 
-    def __init__(self, name: str, specs: Mapping[Combo, BlockSpec], in_channels: int) -> None:
+    def __init__(self, name: str, specs: Mapping[Combo, BlockSpec], in_channels: int,
+                 share_weights: bool = False) -> None:
         super().__init__()
         self.name = name
         self.in_channels = in_channels
@@ -71,7 +75,20 @@ class MixedLayer(nn.Module):
                 modules[body] = len(modules)
             self._route[combo] = (modules[body], spec.skip)
         self.specs = dict(specs)
-        self.candidates = nn.ModuleList(Block(body, in_channels) for body in modules)
+        self.share_weights = share_weights
+        if share_weights:
+            families = list(dict.fromkeys(family(body) for body in modules))
+            self._family = [families.index(family(body)) for body in modules]
+            self.shared = nn.ModuleList(SharedOp([b for b in modules if family(b) == f], in_channels)
+                                        for f in families)
+            self.candidates = nn.ModuleList(SharedCandidate(body, in_channels) for body in modules)
+        else:
+            self.candidates = nn.ModuleList(Block(body, in_channels) for body in modules)
+
+    def _call(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if self.share_weights:
+            return self.candidates[index](x, self.shared[self._family[index]])
+        return self.candidates[index](x)
 
     def route(self, combo: Combo) -> tuple[int, bool]:
         """(candidate module index, residual) of one combo."""
@@ -80,7 +97,7 @@ class MixedLayer(nn.Module):
     def run(self, x: torch.Tensor, combo: Combo) -> torch.Tensor:
         """The single path of one combo: only its candidate is computed."""
         index, skip = self._route[combo]
-        y = self.candidates[index](x)
+        y = self._call(index, x)
         return x + y if skip else y
 
     def run_two(self, x: torch.Tensor, combos: Sequence[Combo], gates: torch.Tensor) -> torch.Tensor:
@@ -90,7 +107,7 @@ class MixedLayer(nn.Module):
         for combo, gate in zip(combos, gates):
             index, skip = self._route[combo]
             if index not in outputs:
-                outputs[index] = self.candidates[index](x)
+                outputs[index] = self._call(index, x)
             y = x + outputs[index] if skip else outputs[index]
             total = gate * y if total is None else total + gate * y
         assert total is not None
@@ -106,8 +123,9 @@ class MixedLayer(nn.Module):
             if skip:
                 skip_weight = w if skip_weight is None else skip_weight + w
         total = None if skip_weight is None else skip_weight * x
-        for w, module in zip(per_module, self.candidates):
+        for index, w in enumerate(per_module):
             if w is not None:
-                total = w * module(x) if total is None else total + w * module(x)
+                y = self._call(index, x)
+                total = w * y if total is None else total + w * y
         assert total is not None
         return total

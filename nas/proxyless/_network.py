@@ -7,8 +7,10 @@ i.e. a point of the space; `arch_of(path)` is that arch and `derive()` the most 
 
 Choices the network cannot mix are pinned to one option: the input resolution (default: the
 largest) and stage widths (default: the middle option, the lower one of two middles: MobileNetV2 widths in
-the built-in MnasNet space; ProxylessNAS keeps widths fixed too). Any
-other choice may be pinned as well (`pins`).
+the built-in MnasNet space; ProxylessNAS keeps widths fixed too). A stage's identity residual (skip)
+is pinned on by default (`pin_skip`): ProxylessNAS's candidate ops always keep it, and paths without
+it do not train under path sampling (see the benchmarks README). Any other choice may be pinned as
+well (`pins`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _attr(dim: str) -> str:
     return dim.rsplit(".", 1)[-1]
 
 
-def resolve_pins(space: SearchSpace, pins: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_pins(space: SearchSpace, pins: Mapping[str, Any] | None = None, pin_skip: bool = True) -> dict[str, Any]:
     """The value of every multi-option choice that is not searched (user pins + defaults)."""
     dims = space.dims
     out: dict[str, Any] = {}
@@ -53,8 +55,11 @@ def resolve_pins(space: SearchSpace, pins: Mapping[str, Any] | None = None) -> d
             raise ProxylessError(f"pin {dim}={value!r} is not one of {list(dims[dim])}")
         out[dim] = match[0]
     for dim, opts in dims.items():
-        if len(opts) > 1 and dim not in out and _attr(dim) not in SEARCHABLE:
-            out[dim] = opts[-1] if dim == "resolution" else opts[(len(opts) - 1) // 2]
+        if len(opts) > 1 and dim not in out:
+            if pin_skip and _attr(dim) == "skip" and True in opts:
+                out[dim] = True
+            elif _attr(dim) not in SEARCHABLE:
+                out[dim] = opts[-1] if dim == "resolution" else opts[(len(opts) - 1) // 2]
     return out
 
 
@@ -73,14 +78,17 @@ class ProxylessNetwork(nn.Module):
     Forward modes: `forward(x, path)` runs one path (binarized: other candidates are not touched);
     `forward_two(x, paths, gates)` runs two paths per unit mixed by binary gates (ProxylessNAS's
     two-path gradient estimate); `forward_all(x)` runs every candidate weighted by its probability
-    (DARTS-style; for comparison only).
+    (DARTS-style; for comparison only). `share_weights`: the candidates of a layer that run the same
+    op share its convolutions (`nas.proxyless._shared`).
     """
 
-    def __init__(self, space: SearchSpace, pins: Mapping[str, Any] | None = None, dropout: float = 0.0) -> None:
+    def __init__(self, space: SearchSpace, pins: Mapping[str, Any] | None = None, dropout: float = 0.0,
+                 share_weights: bool = False, pin_skip: bool = True) -> None:
         super().__init__()
         self.space = space
+        self.share_weights = share_weights
         dims = space.dims
-        self.pins = resolve_pins(space, pins)
+        self.pins = resolve_pins(space, pins, pin_skip)
         self.arch_dims: list[str] = [d for d, o in dims.items() if len(o) > 1 and d not in self.pins]
         if not self.arch_dims:
             raise ProxylessError(f"nothing to search: every choice of space {space.name!r} is pinned or has one option")
@@ -121,7 +129,7 @@ class ProxylessNetwork(nn.Module):
                             specs[j][combo] = spec
             in_ch = channels
             for j in range(max_depth):
-                layers.append(MixedLayer(f"s{i}.l{j}", specs[j], in_ch))
+                layers.append(MixedLayer(f"s{i}.l{j}", specs[j], in_ch, share_weights))
                 positions.append(_Position(i, j, unit_of_layer[j], depth_unit, max_depth))
                 in_ch = next(iter(specs[j].values())).out_channels
             channels = in_ch

@@ -88,6 +88,16 @@ class ProxylessConfig:
     pins: dict[str, Any] = field(default_factory=dict)
     """Choices to hold fixed, e.g. {"s3.width": 64}; widths and resolution are always pinned (defaults
     in `resolve_pins`)."""
+    pin_skip: bool = True
+    """Hold every stage's identity residual on where the space chooses it (MnasNet), as ProxylessNAS's
+    candidates always keep it; False searches it too. Paths without residuals barely train under path
+    sampling (MnasNet at 32x32: train CE stays above chance for 600 steps; see the benchmarks README)."""
+    share_weights: bool = False
+    """Candidates of a layer that run the same op share their convolutions (a smaller kernel is the
+    centre of the largest, a smaller expand ratio the first channels, SE an add-on; batch norms stay
+    per candidate), as in Single-Path NAS; the paper keeps a separate block per candidate. Sharing
+    is what lets the weights train when there are many candidates (MnasNet: 3 weight sets per layer
+    instead of 16; see the benchmarks README)."""
     dataset: str = "fashion_mnist"
     """Dataset name used when `run_proxyless` gets no `data` (see `nas.data.load_dataset`)."""
     val_fraction: float = 0.1
@@ -275,7 +285,7 @@ def build_network(space: SearchSpace, config: ProxylessConfig, seed: int) -> Pro
     """The over-parameterized network, its weights initialized from `seed` (global RNG left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return ProxylessNetwork(space, config.pins)
+        return ProxylessNetwork(space, config.pins, share_weights=config.share_weights, pin_skip=config.pin_skip)
 
 
 def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessConfig, seed: int,

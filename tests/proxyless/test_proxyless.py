@@ -39,6 +39,12 @@ def space(request: pytest.FixtureRequest) -> nas.SearchSpace:
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture(params=[False, True], ids=["blocks", "shared"])
+def share(request: pytest.FixtureRequest) -> bool:
+    """A separate block per candidate, or candidates of one op sharing convolutions."""
+    return request.param
+
+
 def batch(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 1, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
@@ -73,7 +79,11 @@ def test_alphas_are_the_space_choices(space: nas.SearchSpace) -> None:
     # every multi-option choice is either searched or pinned (widths, resolution)
     multi = {d for d, o in dims.items() if len(o) > 1}
     assert multi == set(net.arch_dims) | set(net.pins)
-    assert all(d.endswith(".width") or d == "resolution" for d in net.pins)
+    assert all(d.endswith(".width") or d == "resolution" or d.endswith(".skip") for d in net.pins)
+    # residuals stay on (ProxylessNAS's candidates keep them) unless pin_skip=False searches them
+    skips = [d for d in dims if d.endswith(".skip") and len(dims[d]) > 1]
+    assert all(net.pins[d] is True for d in skips)
+    assert set(skips) <= set(ProxylessNetwork(space, pin_skip=False).arch_dims)
     ids = {id(p) for p in net.arch_parameters()}
     assert not ids & {id(p) for p in net.weight_parameters()}
     assert len(ids) + len(net.weight_parameters()) == len(list(net.parameters()))
@@ -99,9 +109,10 @@ def test_one_hot_alpha_expected_latency_is_the_arch_latency(space: nas.SearchSpa
     assert net.derive() == arch
 
 
-def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace) -> None:
-    net = build_network(space, ProxylessConfig(target_ms=1.0), seed=0)
-    search = ProxylessSearch(net, synthetic_table(space), ProxylessConfig(target_ms=1.0), seed=0)
+def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace, share: bool) -> None:
+    config = ProxylessConfig(target_ms=1.0, share_weights=share)
+    net = build_network(space, config, seed=0)
+    search = ProxylessSearch(net, synthetic_table(space), config, seed=0)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     counter = RunCounter(net)
     gen_copy = torch.Generator().set_state(search.generator.get_state())
@@ -123,6 +134,16 @@ def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace) -> N
         else:
             assert not changed and all(g is None for g in grads), name
     assert all(p.grad is None for p in net.arch_parameters())
+    if share:  # the op families the path ran got gradients, the others none
+        for layer, pos in zip(net.layers, net._positions):
+            present = net._present(pos, path)
+            index = layer.route(pos.op_unit.combo_of(path) if pos.op_unit else ())[0] if present else None
+            for f, shared in enumerate(layer.shared):
+                grads = [p.grad for p in shared.parameters()]
+                if index is not None and layer._family[index] == f:
+                    assert any(g is not None and g.abs().sum() > 0 for g in grads), layer.name
+                else:
+                    assert all(g is None for g in grads), layer.name
 
 
 def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace) -> None:
@@ -142,8 +163,8 @@ def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace) -> None:
         ProxylessConfig(target_ms=1.0, weight_grad_clip=0.0)
 
 
-def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace) -> None:
-    config = ProxylessConfig(target_ms=0.05)
+def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace, share: bool) -> None:
+    config = ProxylessConfig(target_ms=0.05, share_weights=share)
     net = build_network(space, config, seed=1)
     search = ProxylessSearch(net, synthetic_table(space), config, seed=1)
     weights = {k: v.clone() for k, v in net.state_dict().items() if "_alpha" not in k and "running" not in k
@@ -163,8 +184,8 @@ def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace
     assert all(p.grad is None for p in net.weight_parameters())
 
 
-def test_forward_two_with_binary_gates_is_the_active_path(space: nas.SearchSpace) -> None:
-    net = ProxylessNetwork(space).eval()
+def test_forward_two_with_binary_gates_is_the_active_path(space: nas.SearchSpace, share: bool) -> None:
+    net = ProxylessNetwork(space, share_weights=share).eval()
     a, b, active = net.sample_two(torch.Generator().manual_seed(5))
     gates = {u.name: F.one_hot(torch.tensor(active[u.name]), 2).float() for u in net.units}
     active_path = {}
@@ -247,10 +268,10 @@ def test_same_seed_same_result(ofa: nas.SearchSpace) -> None:
     assert len(runs[0].history) == 2 and runs[0].history[-1]["step"] == 6
 
 
-def test_binarized_step_saves_a_fraction_of_the_all_paths_activations(mnas: nas.SearchSpace) -> None:
+def test_binarized_step_saves_a_fraction_of_the_all_paths_activations(mnas: nas.SearchSpace, share: bool) -> None:
     from nas.proxyless import saved_activation_bytes
 
-    net = ProxylessNetwork(mnas)
+    net = ProxylessNetwork(mnas, share_weights=share)
     x, y = batch(4)
     path = net.sample_path(torch.Generator().manual_seed(0))
     single = saved_activation_bytes(lambda: F.cross_entropy(net(x, path), y), net.parameters())
@@ -288,3 +309,36 @@ def test_pinned_choices_are_not_searched(ofa: nas.SearchSpace) -> None:
     # layers beyond a pinned depth are not even built
     assert [layer.name for layer in net.layers if layer.name.startswith("s1.")] == ["s1.l0", "s1.l1"]
     assert dataclasses.is_dataclass(ProxylessConfig)
+
+
+def test_shared_candidates_are_their_blocks_on_shared_weights(mnas: nas.SearchSpace) -> None:
+    """Every candidate computes `nas.build_block` of its spec on weights sliced from its op's `SharedOp`:
+    smaller kernels are centre crops, mb3 the first half of mb6's expanded channels, SE an add-on."""
+    from nas._model import Block
+
+    net = ProxylessNetwork(mnas, share_weights=True).train()
+    blocks = ProxylessNetwork(mnas)
+    assert [len(layer.shared) for layer in net.layers] == [3] * len(net.layers)  # conv, ds, mb
+    assert [len(a.candidates) for a in net.layers] == [len(b.candidates) for b in blocks.layers]
+    shared_params = sum(p.numel() for p in net.weight_parameters())
+    assert shared_params < sum(p.numel() for p in blocks.weight_parameters()) / 2
+    layer = net.layers[5]  # stage 2, first layer: stride 2
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial BN statistics and SE biases
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    x = torch.randn(4, layer.in_channels, 8, 8, generator=g)
+    states = {}
+    for index, candidate in enumerate(layer.candidates):
+        shared = layer.shared[layer._family[index]]
+        block = Block(candidate.spec, layer.in_channels).train()
+        block.load_state_dict(candidate.static_state(shared))
+        torch.testing.assert_close(candidate(x, shared), block(x), rtol=1e-5, atol=1e-5)
+        states[candidate.spec.short()] = candidate.static_state(shared)
+    k3, k5 = states["ir_k3_s2_e6_c16"]["dw.conv.weight"], states["ir_k5_s2_e6_c16"]["dw.conv.weight"]
+    torch.testing.assert_close(k3, k5[:, :, 1:4, 1:4])
+    e3, e6 = states["ir_k5_s2_e3_c16"]["expand.conv.weight"], states["ir_k5_s2_e6_c16"]["expand.conv.weight"]
+    torch.testing.assert_close(e3, e6[: e3.shape[0]])
+    se, plain = states["ir_k5_s2_e6_c16_se"], states["ir_k5_s2_e6_c16"]
+    torch.testing.assert_close(se["project.conv.weight"], plain["project.conv.weight"])
+    assert not torch.equal(se["project.bn.weight"], plain["project.bn.weight"])  # private batch norms
