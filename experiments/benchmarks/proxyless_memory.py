@@ -4,7 +4,8 @@
         [--batch 64] [--samples 8] [--out experiments/benchmarks/proxyless_memory.csv]
 
 For each space (num_classes 10, in_channels 1, width_mult 1, as the shipped CPU tables) one
-over-parameterized `ProxylessNetwork` is built and three training forwards are measured on the same
+over-parameterized `ProxylessNetwork` is built (`--share`: a block per candidate, and candidates of one
+op sharing convolutions) and three training forwards are measured on the same
 batch: a weight step (one sampled path per unit), an architecture step (two paths mixed by binary
 gates) and the all-paths forward (every candidate weighted by its probability). The measure is the
 bytes of the distinct tensors autograd saves for backward (`saved_activation_bytes`, parameters
@@ -39,11 +40,11 @@ def timed(step) -> float:  # noqa: ANN001
     return statistics.median(times) * 1e3
 
 
-def measure(space_name: str, resolution: int, batch: int, samples: int) -> dict[str, object]:
+def measure(space_name: str, resolution: int, batch: int, samples: int, share: bool) -> dict[str, object]:
     space = nas.load_space(space_name, resolutions=[resolution], num_classes=10, in_channels=1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = ProxylessNetwork(space).train()
+        net = ProxylessNetwork(space, share_weights=share).train()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 1, resolution, resolution, generator=g)
     y = torch.randint(0, 10, (batch,), generator=g)
@@ -61,7 +62,7 @@ def measure(space_name: str, resolution: int, batch: int, samples: int) -> dict[
     gates = {u.name: F.one_hot(torch.tensor(active[u.name]), 2).float().requires_grad_() for u in net.units}
     mib = 2.0 ** 20
     return {
-        "space": space_name, "resolution": resolution, "batch": batch,
+        "space": space_name, "share_weights": share, "resolution": resolution, "batch": batch,
         "candidates": sum(len(layer.candidates) for layer in net.layers),
         "weights_mib": round(sum(p.numel() * p.element_size() for p in params) / mib, 1),
         "one_path_mib_mean": round(statistics.mean(one) / mib, 2), "one_path_mib_max": round(max(one) / mib, 2),
@@ -81,17 +82,20 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--share", nargs="+", choices=("blocks", "shared"), default=["blocks", "shared"],
+                    help="a block per candidate, and/or candidates of one op sharing convolutions")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(s, args.resolution, args.batch, args.samples) for s in args.spaces]
+    rows = [measure(s, args.resolution, args.batch, args.samples, mode == "shared")
+            for s in args.spaces for mode in args.share]
     cols = list(rows[0])
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
     for r in rows:
         verdict = "PASS" if r["ratio_one_vs_all"] <= 1 / 3 else "FAIL"
-        print(f"{r['space']}: binarized step keeps {r['ratio_one_vs_all']:.1%} of the all-paths activations "
+        print(f"{r['space']} ({'shared' if r['share_weights'] else 'blocks'}): binarized step keeps {r['ratio_one_vs_all']:.1%} of the all-paths activations "
               f"(two-path arch step {r['ratio_two_vs_all']:.1%}); goal <= 33.3%: {verdict}")
     write_csv(rows, args.out, cols)
 

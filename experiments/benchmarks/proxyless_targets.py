@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 import nas
 from nas.data import load_dataset
@@ -32,11 +33,14 @@ from nas.proxyless import ProxylessConfig, run_proxyless
 from _results import write_csv
 
 SPACE_DEFAULTS = {
-    "ofa_mbv3": {"weight_lr": 0.05, "weight_grad_clip": 0.0, "arch_beta1": 0.0},
+    "ofa_mbv3": {"steps": 250, "warmup": 50, "weight_lr": 0.05, "weight_grad_clip": 0.0, "arch_beta1": 0.0,
+                 "share_weights": False},
     # MnasNet at 32x32: lr 0.05 diverges even on one fixed path (classifier input |mean h|^2 ~200 vs ~3.5
-    # for OFA), path gradient norms are 100-1000 (clip), and the two-path CE gradient of α is mostly noise
-    # (Adam beta1 0.9 averages it); see the benchmarks README
-    "mnasnet": {"weight_lr": 0.01, "weight_grad_clip": 5.0, "arch_beta1": 0.9},
+    # for OFA); the two-path CE gradient of α is noise until the weights train (Adam beta1 0.9 averages
+    # it); and the weights train only when the candidates of one op share their convolutions and the
+    # warm-up is long (300 steps; residuals held on, ProxylessConfig.pin_skip); see the benchmarks README
+    "mnasnet": {"steps": 550, "warmup": 300, "weight_lr": 0.01, "weight_grad_clip": 0.0, "arch_beta1": 0.9,
+                "share_weights": True},
 }
 
 
@@ -46,13 +50,17 @@ def main() -> None:
     ap.add_argument("--table", default=None)
     ap.add_argument("--dataset", default="fashion_mnist")
     ap.add_argument("--targets", type=float, nargs="+", default=[0.35, 0.7])
-    ap.add_argument("--steps", type=int, default=250)
-    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=None, help="default: per space (SPACE_DEFAULTS)")
+    ap.add_argument("--warmup", type=int, default=None, help="default: per space")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--arch-lr", type=float, default=0.05)
     ap.add_argument("--arch-beta1", type=float, default=None, help="Adam beta1 on α (default: per space, SPACE_DEFAULTS)")
     ap.add_argument("--weight-lr", type=float, default=None, help="default: per space")
     ap.add_argument("--weight-grad-clip", type=float, default=None, help="max gradient norm of a weight step (0: none; default: per space)")
+    ap.add_argument("--share-weights", action=argparse.BooleanOptionalAction, default=None,
+                    help="candidates of one op share their convolutions (default: per space)")
+    ap.add_argument("--pin", nargs="*", default=[], metavar="CHOICE=VALUE",
+                    help="hold choices fixed, e.g. s3.op=mb6; '*.skip=true' pins that attribute in every stage")
     ap.add_argument("--beta", type=float, default=2.0)
     ap.add_argument("--beta-below", type=float, default=-2.0)
     ap.add_argument("--entropy-weight", type=float, default=16.0)
@@ -88,8 +96,23 @@ def main() -> None:
         for r in old:
             r.setdefault("weight_grad_clip", "0")  # rows from before these options: no clipping,
             r.setdefault("arch_beta1", "0.0")  # the paper's Adam
+            r.setdefault("share_weights", "False")  # a block per candidate
+            r.setdefault("pins", "")
         rows = old + rows
     write_csv(rows, out)
+
+
+def pins_of(items: list[str], space: nas.SearchSpace) -> dict[str, object]:
+    """`--pin` values as ProxylessConfig.pins (YAML scalars; a leading ``*.`` means every stage)."""
+    pins: dict[str, object] = {}
+    for item in items:
+        name, _, raw = item.partition("=")
+        value = yaml.safe_load(raw)
+        if name.startswith("*."):
+            pins.update({d: value for d in space.dims if d.endswith("." + name[2:])})
+        else:
+            pins[name] = value
+    return pins
 
 
 def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: LatencyTable, table_path: str,
@@ -102,6 +125,7 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
                                  steps=args.steps, warmup_steps=args.warmup, batch_size=args.batch,
                                  arch_lr=args.arch_lr, arch_beta1=args.arch_beta1, weight_lr=args.weight_lr,
                                  weight_grad_clip=args.weight_grad_clip or None, entropy_weight=args.entropy_weight,
+                                 share_weights=args.share_weights, pins=pins_of(args.pin, space),
                                  log_every=max(1, args.steps // 10))
         result = run_proxyless(space, table, data, config, seed=seed, progress=False)
         for h in result.history:
@@ -115,7 +139,7 @@ def search_targets(args: argparse.Namespace, space: nas.SearchSpace, table: Late
                      "train_ce": round(last["train_ce"], 3), "entropy": round(last["entropy"], 3),
                      "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "arch_lr": args.arch_lr, "arch_beta1": args.arch_beta1,
                      "weight_lr": args.weight_lr, "weight_grad_clip": args.weight_grad_clip,
-                     "beta": args.beta, "beta_below": args.beta_below, "entropy_weight": args.entropy_weight,
+                     "share_weights": args.share_weights, "pins": " ".join(args.pin), "beta": args.beta, "beta_below": args.beta_below, "entropy_weight": args.entropy_weight,
                      "seed": seed,
                      "seconds": round(result.seconds, 1), "arch": arch.short(), "arch_json": arch.to_json()})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch_json"}), flush=True)

@@ -1,19 +1,22 @@
 """ProxylessNAS weight training: does single-path training learn when paths vary?
 
     python experiments/benchmarks/proxyless_weight_training.py [--space mnasnet] [--pools 1 2 8 32 0]
-        [--steps 150] [--weight-lr 0.01] [--weight-grad-clip 0] [--out experiments/benchmarks/proxyless_weight_training.csv]
+        [--pin none skip kernel] [--share-weights] [--steps 150] [--weight-lr 0.01] [--weight-grad-clip 0] [--out experiments/benchmarks/proxyless_weight_training.csv]
 
 Weight steps only (no architecture steps, α uniform), exactly as `ProxylessSearch.weight_step` runs
 them, on the real Fashion-MNIST at 32×32, batch 32. Each weight step draws its path from a pool of
 `--pools` paths fixed at the start (drawn from the uniform α; 0: a fresh path every step, what the
 search does). Prints the mean training cross-entropy per window of 25 steps (chance: ln 10 = 2.30) and
-writes a CSV. Two `--pin` presets: "none" searches every choice; "kernel" pins every choice but the
-stage kernels (op mb6, no SE, skip on, largest depth), so paths differ only in kernel sizes.
+writes a CSV. Three `--pin` presets: "none" searches every choice; "skip" every choice but the
+residuals, held on (`ProxylessConfig.pin_skip`, the search's default); "kernel" pins every choice but
+the stage kernels (op mb6, no SE, skip on, largest depth), so paths differ only in kernel sizes.
+`--share-weights`: the candidates of one op share their convolutions.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
 
@@ -41,9 +44,10 @@ def kernel_only_pins(space) -> dict[str, object]:  # noqa: ANN001
     return pins
 
 
-def train(space, table, data, pool: int, args: argparse.Namespace, pins: dict) -> list[float]:  # noqa: ANN001
+def train(space, table, data, pool: int, args: argparse.Namespace, pins: dict,  # noqa: ANN001
+          pin_skip: bool = False) -> list[float]:
     config = ProxylessConfig(target_ms=1.0, weight_lr=args.weight_lr, weight_grad_clip=args.weight_grad_clip or None,
-                             batch_size=32, pins=pins)
+                             batch_size=32, pins=pins, share_weights=args.share_weights, pin_skip=pin_skip)
     net = build_network(space, config, args.seed)
     search = ProxylessSearch(net, table, config, args.seed)
     train_loader, _ = _loaders(data, config, net.resolution, args.seed)
@@ -63,10 +67,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="mnasnet")
     ap.add_argument("--pools", type=int, nargs="+", default=[1, 2, 8, 32, 0])
-    ap.add_argument("--pin", choices=("none", "kernel"), nargs="+", default=["none", "kernel"])
+    ap.add_argument("--pin", choices=("none", "skip", "kernel"), nargs="+", default=["none", "kernel"])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--weight-lr", type=float, default=0.01)
     ap.add_argument("--weight-grad-clip", type=float, default=0.0, help="0: no clipping")
+    ap.add_argument("--share-weights", action="store_true",
+                    help="candidates of one op share their convolutions (ProxylessConfig.share_weights)")
+    ap.add_argument("--append", action="store_true", help="add the rows to an existing --out CSV")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
@@ -81,14 +88,22 @@ def main() -> None:
         pins = kernel_only_pins(space) if pin == "kernel" else {}
         for pool in args.pools:
             t0 = time.perf_counter()
-            curve = train(space, table, data, pool, args, pins)
+            curve = train(space, table, data, pool, args, pins, pin_skip=pin == "skip")
             label = str(pool) if pool else "all"
             print(f"{pin:>6} {label:>5}  " + " ".join(f"{v:.3f}" for v in curve) + f"  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
-            rows.append({"space": args.space, "pins": pin, "pool": label, "steps": args.steps,
+            rows.append({"space": args.space, "share_weights": args.share_weights, "pins": pin, "pool": label,
+                         "steps": args.steps,
                          "weight_lr": args.weight_lr, "weight_grad_clip": args.weight_grad_clip, "seed": args.seed,
                          **{f"ce_{(k + 1) * WINDOW}": round(v, 3) for k, v in enumerate(curve)}})
-    write_csv(rows, args.out)
+    out = Path(args.out)
+    if args.append and out.is_file():
+        with out.open(newline="") as f:
+            old = list(csv.DictReader(f))
+        for r in old:
+            r.setdefault("share_weights", "False")  # rows from before the option: a block per candidate
+        rows = old + rows
+    write_csv(rows, out, fieldnames=list(rows[-1]))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ class ProxylessConfig:
 
     The defaults are those of ``experiments/benchmarks/proxyless_targets.py`` (OFA space at 32×32 on
     Fashion-MNIST, CPU table), where two targets land within ±15%; longer searches train the
-    weights better (more steps, larger warm-up)."""
+    weights better (more steps, larger warm-up). On the MnasNet space (a choice of op per stage) the
+    benchmark's settings are share_weights=True, warmup_steps=300, steps=550, weight_lr=0.01,
+    arch_beta1=0.9: with a block per candidate the weights stay at chance there."""
 
     target_ms: float | None = None
     """Latency target T (ms, on the primary table). Needed for loss "mul"."""
