@@ -268,6 +268,18 @@ def test_same_seed_same_result(ofa: nas.SearchSpace) -> None:
     assert len(runs[0].history) == 2 and runs[0].history[-1]["step"] == 6
 
 
+def test_shared_weights_search_is_reproducible_and_in_the_space(mnas: nas.SearchSpace) -> None:
+    table = synthetic_table(mnas)
+    config = ProxylessConfig(target_ms=0.1, steps=4, warmup_steps=1, batch_size=8, log_every=2, share_weights=True)
+    runs = [run_proxyless(mnas, table, "fashion_mnist_tiny", config, seed=3, progress=False) for _ in range(2)]
+    assert runs[0].derived == runs[1].derived and runs[0].probabilities == runs[1].probabilities
+    mnas.validate(runs[0].derived[0])
+    # residuals held on (pin_skip): every layer whose shape allows one has it
+    keys = [k for k in runs[0].derived[0].block_keys(10, 1) if k.kind == "block"]
+    allowed = [k for k in keys if k.stride == 1 and k.in_channels == k.out_channels]
+    assert allowed and all(k.skip for k in allowed)
+
+
 def test_binarized_step_saves_a_fraction_of_the_all_paths_activations(mnas: nas.SearchSpace, share: bool) -> None:
     from nas.proxyless import saved_activation_bytes
 
