@@ -24,10 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas._arch import BlockSpec
-from nas._model import SqueezeExcite
-
-_ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish, None: lambda x: x}
-
+from nas._model import SqueezeExcite, make_act
 
 def family(spec: BlockSpec) -> tuple[str, int, int, str | None]:
     """Candidates with the same family share weights: op, stride, output channels, activation."""
@@ -68,7 +65,8 @@ class SharedCandidate(nn.Module):
     """One candidate block: private batch norms, convolutions sliced from a `SharedOp` per call.
 
     Computes what `nas._model.Block(spec, in_channels)` computes with the sliced weights (the identity
-    residual is added by the mixed layer)."""
+    residual is added by the mixed layer). ``bn`` holds one batch norm per convolution, named like
+    the `Block` layer it follows (``conv``, or ``expand`` / ``dw`` / ``project``)."""
 
     def __init__(self, spec: BlockSpec, in_channels: int) -> None:
         super().__init__()
@@ -78,51 +76,54 @@ class SharedCandidate(nn.Module):
         self.in_channels = in_channels
         self.mid = spec.mid_channels(in_channels)
         self.se_channels = spec.se_channels(in_channels)
-        if spec.op == "conv":
-            self.bn = nn.BatchNorm2d(spec.out_channels)
-        else:
-            if spec.op == "mb":
-                self.expand_bn = nn.BatchNorm2d(self.mid)
-            self.dw_bn = nn.BatchNorm2d(self.mid)
-            self.project_bn = nn.BatchNorm2d(spec.out_channels)
+        widths = {"conv": spec.out_channels, "expand": self.mid, "dw": self.mid, "project": spec.out_channels}
+        layers = ["conv"] if spec.op == "conv" else (["expand"] if spec.op == "mb" else []) + ["dw", "project"]
+        self.bn = nn.ModuleDict({name: nn.BatchNorm2d(widths[name]) for name in layers})
+        self.act = make_act(spec.act)
 
-    def forward(self, x: torch.Tensor, shared: SharedOp) -> torch.Tensor:
-        spec, mid, act = self.spec, self.mid, _ACTS[self.spec.act]
-        k, pad = spec.kernel, spec.kernel // 2
-        if spec.op == "conv":
-            y = act(self.bn(F.conv2d(x, _crop(shared.conv.weight, k), None, spec.stride, pad)))
+    def weights(self, shared: SharedOp) -> dict[str, torch.Tensor]:
+        """This candidate's slices of `shared`: the convolution weight of each layer in ``bn`` by its
+        name, and the squeeze-excite tensors by their `Block` state-dict names (``se.reduce.weight``, ...)."""
+        mid, k = self.mid, self.spec.kernel
+        w: dict[str, torch.Tensor] = {}
+        if self.spec.op == "conv":
+            w["conv"] = _crop(shared.conv.weight, k)
         else:
-            if spec.op == "mb":
-                x = act(self.expand_bn(F.conv2d(x, shared.expand.weight[:mid])))
-            y = act(self.dw_bn(F.conv2d(x, _crop(shared.dw.weight[:mid], k), None, spec.stride, pad, 1, mid)))
+            if self.spec.op == "mb":
+                w["expand"] = shared.expand.weight[:mid]
+            w["dw"] = _crop(shared.dw.weight[:mid], k)
+            w["project"] = shared.project.weight[:, :mid]
         if self.se_channels:
             se, r = shared.se, self.se_channels
-            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), se.reduce.weight[:r, :mid], se.reduce.bias[:r]))
-            y = y * F.hardsigmoid(F.conv2d(s, se.expand.weight[:mid, :r], se.expand.bias[:mid]))
+            w.update({"se.reduce.weight": se.reduce.weight[:r, :mid], "se.reduce.bias": se.reduce.bias[:r],
+                      "se.expand.weight": se.expand.weight[:mid, :r], "se.expand.bias": se.expand.bias[:mid]})
+        return w
+
+    def forward(self, x: torch.Tensor, shared: SharedOp) -> torch.Tensor:
+        spec, w, bn, act = self.spec, self.weights(shared), self.bn, self.act
+        pad = spec.kernel // 2
+        if spec.op == "conv":
+            y = act(bn["conv"](F.conv2d(x, w["conv"], None, spec.stride, pad)))
+        else:
+            if spec.op == "mb":
+                x = act(bn["expand"](F.conv2d(x, w["expand"])))
+            y = act(bn["dw"](F.conv2d(x, w["dw"], None, spec.stride, pad, 1, self.mid)))
+        if self.se_channels:
+            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), w["se.reduce.weight"], w["se.reduce.bias"]))
+            y = y * F.hardsigmoid(F.conv2d(s, w["se.expand.weight"], w["se.expand.bias"]))
         if spec.op != "conv":
-            y = self.project_bn(F.conv2d(y, shared.project.weight[:, :mid]))
+            y = bn["project"](F.conv2d(y, w["project"]))
         return y
 
     def static_state(self, shared: SharedOp) -> dict[str, torch.Tensor]:
         """A state dict for `nas._model.Block(spec, in_channels)` holding this candidate's weights."""
-        spec, mid, k = self.spec, self.mid, self.spec.kernel
         state: dict[str, torch.Tensor] = {}
-
-        def put(name: str, weight: torch.Tensor, bn: nn.BatchNorm2d) -> None:
-            state[f"{name}.conv.weight"] = weight
-            state.update({f"{name}.bn.{key}": value for key, value in bn.state_dict().items()})
-
-        if spec.op == "conv":
-            put("conv", _crop(shared.conv.weight, k), self.bn)
-        else:
-            if spec.op == "mb":
-                put("expand", shared.expand.weight[:mid], self.expand_bn)
-            put("dw", _crop(shared.dw.weight[:mid], k), self.dw_bn)
-            put("project", shared.project.weight[:, :mid], self.project_bn)
-        if self.se_channels:
-            se, r = shared.se, self.se_channels
-            state.update({"se.reduce.weight": se.reduce.weight[:r, :mid], "se.reduce.bias": se.reduce.bias[:r],
-                          "se.expand.weight": se.expand.weight[:mid, :r], "se.expand.bias": se.expand.bias[:mid]})
+        for name, weight in self.weights(shared).items():
+            if name in self.bn:
+                state[f"{name}.conv.weight"] = weight
+                state.update({f"{name}.bn.{key}": value for key, value in self.bn[name].state_dict().items()})
+            else:
+                state[name] = weight
         return {key: value.detach().clone() for key, value in state.items()}
 
 
