@@ -20,3 +20,13 @@ def write_csv(rows: Sequence[Mapping[str, object]], out: str | Path, fieldnames:
     tmp.replace(out)
     print(f"wrote {out}")
     return out
+
+
+def previous_rows(out: str | Path, defaults: Mapping[str, str]) -> list[dict[str, str]]:
+    """The rows of an earlier run's CSV at `out` (none if there is no file), for `--append`; columns
+    added since that run are filled from `defaults` (the value the option had before it existed)."""
+    out = Path(out)
+    if not out.is_file():
+        return []
+    with out.open(newline="") as f:
+        return [{**defaults, **row} for row in csv.DictReader(f)]

@@ -18,7 +18,6 @@ validation CE, search time) and the verdict; writes a CSV. Run under the CPU loc
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from nas.data import load_dataset
 from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig, run_proxyless
 
-from _results import write_csv
+from _results import previous_rows, write_csv
 
 SPACE_DEFAULTS = {
     "ofa_mbv3": {"steps": 250, "warmup": 50, "weight_lr": 0.05, "weight_grad_clip": 0.0, "arch_beta1": 0.0,
@@ -90,15 +89,9 @@ def main() -> None:
         print(f"seed {seed}: predicted latencies ordered like the targets: {ordered}; all within ±15%: {within}; "
               f"verdict: {'PASS' if ordered and within else 'FAIL'}")
     out = Path(args.out)
-    if args.append and out.is_file():
-        with out.open(newline="") as f:
-            old = list(csv.DictReader(f))
-        for r in old:
-            r.setdefault("weight_grad_clip", "0")  # rows from before these options: no clipping,
-            r.setdefault("arch_beta1", "0.0")  # the paper's Adam
-            r.setdefault("share_weights", "False")  # a block per candidate
-            r.setdefault("pins", "")
-        rows = old + rows
+    if args.append:  # rows from before these options: no clipping, the paper's Adam, a block per candidate
+        rows = previous_rows(out, {"weight_grad_clip": "0", "arch_beta1": "0.0", "share_weights": "False",
+                                   "pins": ""}) + rows
     write_csv(rows, out)
 
 

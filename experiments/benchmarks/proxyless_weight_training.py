@@ -16,7 +16,6 @@ the stage kernels (op mb6, no SE, skip on, largest depth), so paths differ only 
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from nas.latency import LatencyTable, space_of
 from nas.proxyless import ProxylessConfig
 from nas.proxyless._search import ProxylessSearch, _cycle, _loaders, build_network
 
-from _results import write_csv
+from _results import previous_rows, write_csv
 
 WINDOW = 25
 
@@ -97,12 +96,8 @@ def main() -> None:
                          "weight_lr": args.weight_lr, "weight_grad_clip": args.weight_grad_clip, "seed": args.seed,
                          **{f"ce_{(k + 1) * WINDOW}": round(v, 3) for k, v in enumerate(curve)}})
     out = Path(args.out)
-    if args.append and out.is_file():
-        with out.open(newline="") as f:
-            old = list(csv.DictReader(f))
-        for r in old:
-            r.setdefault("share_weights", "False")  # rows from before the option: a block per candidate
-        rows = old + rows
+    if args.append:  # rows from before the option: a block per candidate
+        rows = previous_rows(out, {"share_weights": "False"}) + rows
     write_csv(rows, out, fieldnames=list(rows[-1]))
 
 
