@@ -28,7 +28,6 @@ from typing import Any, Sequence
 import numpy as np
 import optuna
 import yaml
-from optuna.storages._heartbeat import BaseHeartbeat
 
 import nas
 from nas._arch import Arch
@@ -256,20 +255,28 @@ def counted_trials(study: optuna.Study, below: int | None = None) -> list[optuna
         time.sleep(0.05)
 
 
+def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """The storage's heartbeat interval (s); None when it keeps no heartbeats (journal, in-memory)."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if callable(get) and callable(getattr(storage, "record_heartbeat", None)) else None
+
+
 @contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial: optuna.Trial):
-    """Record the trial's heartbeat every `heartbeat_interval` s while the block runs (RDB storages;
-    a no-op on storages without heartbeats), so workers on other hosts can tell it is alive."""
-    storage = study._storage
-    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+def heartbeat(storage: optuna.storages.BaseStorage, study: optuna.Study, trial: optuna.Trial):
+    """Record the trial's heartbeat in `storage` (the study's) every `heartbeat_interval` s while the
+    block runs (RDB storages; a no-op on storages without heartbeats), so workers on other hosts can
+    tell it is alive."""
+    interval = _heartbeat_interval(storage)
     if not interval:
         yield
         return
     stop = threading.Event()
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                               trial.number)
 
     def beat() -> None:
         while True:
-            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(trial_id)
             if stop.wait(interval):
                 return
 
@@ -282,12 +289,12 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial):
         thread.join()
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
+def fail_stale_trials(storage: optuna.storages.BaseStorage, study: optuna.Study) -> int:
     """Mark FAIL the RUNNING trials whose worker process (on this host) is gone, those whose
     heartbeat (any host, RDB storages) is older than the storage's grace period, and those left
     ownerless (killed between ask and naming itself) for more than 30 s."""
     n = 0
-    if isinstance(study._storage, BaseHeartbeat):
+    if _heartbeat_interval(storage):
         before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -313,6 +320,7 @@ class _Worker:
         self.sources, self.evaluator = list(sources), evaluator
         self.objective = build_objective(config, sources, space)
         self.name = study_name(config, strategy_config)
+        self.storage = storage
         self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
                                          directions=["maximize", "minimize"])
         with warnings.catch_warnings():
@@ -339,7 +347,7 @@ class _Worker:
     def run(self, progress: bool) -> WorkerReport:
         from tqdm import tqdm
 
-        stale = fail_stale_trials(self.study)
+        stale = fail_stale_trials(self.storage, self.study)
         n_trials = self.config.search.n_trials
         done_here = 0
         counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
@@ -360,7 +368,7 @@ class _Worker:
                 if self.strategy is None:
                     self.strategy = self._make_strategy(trial.number)
                     self._sync()
-                with heartbeat(self.study, trial):
+                with heartbeat(self.storage, self.study, trial):
                     self._evaluate(trial)
                 done_here += 1
                 bar.update(1)

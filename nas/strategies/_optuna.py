@@ -4,13 +4,15 @@ The space is driven through `SearchSpace.dims`: one `CategoricalDistribution` pe
 `decode` of the sampled params gives the arch and `encode` of a told arch gives its params, so
 archs found elsewhere are added to the sampler's history as completed trials. The sampler lives
 in an in-memory study of its own; the experiment runner's persistent study records the trials.
+The strategy's state is plain data: the log of what was asked and told, in order. A restored
+strategy replays the log through a fresh sampler with the same seed, which brings the sampler's
+RNG and caches to the same state without touching Optuna's internals.
 Candidates that miss the latency budget are told to the sampler as poor results (reward 0, or
 accuracy 0 for NSGA-II) without being evaluated, a bounded number of times per ask.
 """
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,8 @@ class OptunaStrategy(Strategy):
                               for name, opts in zip(self.codec.names, self.codec.options)}
         self._study = self._new_study(self._make_sampler())
         self._pending: dict[Arch, list[int]] = {}
+        self._log: list[list[Any]] = []
+        """["ask", params] | ["tell", number, values] | ["add", params, values], in order."""
 
     @property
     def multi_objective(self) -> bool:
@@ -81,6 +85,7 @@ class OptunaStrategy(Strategy):
         fastest = np.inf
         for _ in range(max(1, self.max_tries)):
             trial = self._study.ask(self.distributions)
+            self._log.append(["ask", dict(trial.params)])
             arch = self.codec.decode(self.codec.row_from_choices(trial.params))
             if not self.constrained:
                 break
@@ -89,7 +94,7 @@ class OptunaStrategy(Strategy):
             if latency <= float(self.objective.limit_ms):  # type: ignore[arg-type]
                 break
             # rejected before evaluation: the sampler learns that this region is infeasible
-            self._study.tell(trial, [0.0, latency] if self.multi_objective else [0.0])
+            self._tell_number(trial.number, [0.0, latency] if self.multi_objective else [0.0])
         else:
             raise InfeasibleBudgetError(
                 f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "
@@ -109,22 +114,40 @@ class OptunaStrategy(Strategy):
             number = numbers.pop(0)
             if not numbers:
                 del self._pending[arch]
-            self._study.tell(number, values)
+            self._tell_number(number, values)
             return
-        params = self.codec.choices(self.codec.encode(arch))
+        self._add(self.codec.choices(self.codec.encode(arch)), values)
+
+    def _tell_number(self, number: int, values: list[float]) -> None:
+        self._study.tell(number, values)
+        self._log.append(["tell", int(number), [float(v) for v in values]])
+
+    def _add(self, params: dict[str, Any], values: list[float]) -> None:
         self._study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
                                                         values=values))
+        self._log.append(["add", dict(params), [float(v) for v in values]])
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        # the in-memory storage (trials, NSGA-II's generation caches) and the sampler (its RNGs),
-        # pickled together so that a restored strategy proposes exactly what this one would
-        blob = pickle.dumps((self._study._storage, self._study.study_name, self._study.sampler))
-        return {**self._base_state(), "study": blob,
-                "pending": [(a.to_dict(), n) for a, n in self._pending.items()]}
+        return {**self._base_state(), "log": [list(e) for e in self._log],
+                "pending": [(a.to_dict(), list(n)) for a, n in self._pending.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state(state)
-        storage, study_name, sampler = pickle.loads(state["study"])
-        self._study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        self.seed = int(state["seed"])
+        self._study = self._new_study(self._make_sampler())
+        self._log = []
+        for event in state["log"]:
+            if event[0] == "ask":
+                trial = self._study.ask(self.distributions)
+                if trial.params != event[1]:
+                    raise ValueError(f"optuna strategy: replaying the saved history proposed {trial.params} "
+                                     f"where the original proposed {event[1]} (another Optuna version?)")
+                self._log.append(["ask", dict(trial.params)])
+            elif event[0] == "tell":
+                self._tell_number(int(event[1]), list(event[2]))
+            elif event[0] == "add":
+                self._add(dict(event[1]), list(event[2]))
+            else:
+                raise ValueError(f"optuna strategy: unknown event {event[0]!r} in the saved state")
         self._pending = {Arch.from_dict(a): list(n) for a, n in state["pending"]}

@@ -252,9 +252,11 @@ def test_heartbeat_fails_trials_of_dead_workers_on_other_hosts(tmp_path) -> None
     dead, alive = study.ask(), study.ask()
     for t in (dead, alive):  # another machine: the pid rule cannot judge these
         t.set_user_attr("worker", {"host": "some-other-machine", "pid": 1})
-    storage.record_heartbeat(dead._trial_id)  # then the process died
-    with heartbeat(study, alive):
+    dead_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                              dead.number)
+    storage.record_heartbeat(dead_id)  # then the process died
+    with heartbeat(storage, study, alive):
         time.sleep(3.5)
-        assert fail_stale_trials(study) == 1
+        assert fail_stale_trials(storage, study) == 1
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {dead.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}

@@ -167,3 +167,15 @@ def test_soft_target_without_budget_does_not_reject(space) -> None:
                              latency_fn=proxy.predict_many)
     arch = strategy.ask()  # a soft target never makes the space infeasible
     assert space.contains(arch)
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2"])
+def test_optuna_state_is_plain_data(name, space, evaluator) -> None:
+    """No pickled library internals: the state survives JSON and restores the same proposals."""
+    import json
+
+    original, _, _ = _run(name, space, evaluator, seed=5, n=21)
+    state = json.loads(json.dumps(original.state_dict()))
+    restored = make_strategy(name, space, CONFIGS[name], seed=0)
+    restored.load_state_dict(state)
+    assert original.ask() == restored.ask()
