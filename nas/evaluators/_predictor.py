@@ -15,19 +15,20 @@ AccuracyFn = Callable[[Sequence[Arch]], np.ndarray]
 
 
 class PredictorEvaluator(EvaluatorBase):
-    """`predictor` is a batch function (or an object with ``predict_many(archs)`` /
-    ``predict(archs)``) returning accuracies in [0, 1]; thousands of archs per second."""
+    """`predictor` is an object with ``predict_many(archs)`` / ``predict(archs)`` (used first), or a
+    batch function, returning accuracies in [0, 1]; thousands of archs per second."""
 
     name = "predictor"
 
     def __init__(self, space: SearchSpace, predictor: Any, latency: Sequence[LatencySource] = ()) -> None:
         super().__init__(space, latency)
-        if callable(predictor) and not hasattr(predictor, "predict_many"):
-            self._fn: AccuracyFn = predictor
-        elif hasattr(predictor, "predict_many"):
-            self._fn = predictor.predict_many
+        # methods first: a torch module (e.g. nas.supernet.AccuracyPredictor) is callable on tensors, not archs
+        if hasattr(predictor, "predict_many"):
+            self._fn: AccuracyFn = predictor.predict_many
         elif hasattr(predictor, "predict"):
             self._fn = predictor.predict
+        elif callable(predictor):
+            self._fn = predictor
         else:
             raise TypeError(f"predictor {predictor!r} is not callable and has no predict_many/predict")
         self.predictor = predictor
