@@ -170,6 +170,9 @@ class TrainConfig:
                                   ("", "checkpoint_every_steps", top["checkpoint_every_steps"])):
             if value < 1:
                 raise ConfigError(f"{source}: {where + ': ' if where else ''}{key} must be >= 1, got {value}")
+        for where in ("data", "eval"):  # null: every image
+            if sections[where]["limit"] is not None and sections[where]["limit"] < 1:
+                raise ConfigError(f"{source}: {where}: limit must be >= 1 or null, got {sections[where]['limit']}")
         if sections["sandwich"]["num_random"] < 0 or sections["sandwich"]["kd_temperature"] <= 0:
             raise ConfigError(f"{source}: sandwich: num_random must be >= 0 and kd_temperature > 0")
         return cls(copy.deepcopy(raw), top["seed"], Path(top["output_dir"]), space, sections["data"], opt,
