@@ -25,6 +25,7 @@ from pathlib import Path
 from nas._arch import BlockKey
 from nas._device._files import write_table
 from nas._device._runner import read_manifest, measure
+from nas._device._fingerprint import fingerprint
 from nas._device._runtimes import device_info, runtime_version, utc_now
 from nas._device._timing import Protocol
 from nas._errors import HwnasError
@@ -71,8 +72,9 @@ def run_bundle(bundle: str | Path, out: str | Path, threads: int | None = None, 
     info = manifest.get("info", {})
     metadata = {"device_name": device_name or platform.node() or "device", "backend": manifest["backend"],
                 "backend_version": runtime_version(manifest["backend"]), "backend_options": {},
-                "threads": threads, "device": device_info(), "date": utc_now(),
-                "tool_version": f"hwnas device_runner {info.get('tool_version', '')}".strip(),
+                "threads": threads, "device": device_info(),
+                "fingerprint": fingerprint(manifest["backend"], threads, runtime_version(manifest["backend"])),
+                "date": utc_now(), "tool_version": f"hwnas device_runner {info.get('tool_version', '')}".strip(),
                 "protocol": manifest["protocol"], "space": info.get("space", {}),
                 "bundle": {"id": info.get("bundle_id"), "file": Path(bundle).name},
                 "build": {"seconds": round(time.perf_counter() - started, 1),

@@ -1,4 +1,4 @@
-"""``nas latency build|bundle|import|calibrate|validate|show``: latency tables on the target device."""
+"""``nas latency build|bundle|import|calibrate|validate|check|adapt|show``: latency tables on the target device."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
     _protocol_args(p)
     p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
+    p.add_argument("--if-noisy", choices=("warn", "wait", "more-passes", "abort"), default="warn",
+                   help="when the machine's noise floor (measured first) is too high: go on with a warning, "
+                        "wait for quiet (up to --wait-minutes), take more passes, or stop (default: warn)")
+    p.add_argument("--wait-minutes", type=float, default=10.0, help="--if-noisy wait: how long (default 10)")
+    p.add_argument("--no-canaries", action="store_true",
+                   help="skip the noise floor and the canary networks (then `nas latency check` cannot compare)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_build)
 
@@ -62,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_validate)
+
+    p = cmds.add_parser("check", help="does the table hold on this machine? MATCH (exit 0), DRIFT (3), REBUILD (4)")
+    p.add_argument("--table", required=True)
+    p.add_argument("--rescale", action="store_true", help="on DRIFT: write a copy with the factor in its calibration")
+    p.add_argument("--out", default=None, help="--rescale: the copy's CSV (default: <table>_rescaled.csv)")
+    p.add_argument("--json", default=None, help="also write the check (ratios, noise, verdict) as JSON here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_check)
 
     p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
     p.add_argument("table")
@@ -109,11 +123,52 @@ def _build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     table = build_table(space, args.backend, out, resolutions=resolutions, threads=args.threads,
                         device_name=args.device_name, protocol=_protocol(args), channels_last=args.channels_last,
-                        progress=not args.quiet)
+                        progress=not args.quiet, canaries=not args.no_canaries, if_noisy=args.if_noisy,
+                        wait_minutes=args.wait_minutes, log=_log)
     s = table.summary()
+    canaries = table.metadata.get("canaries")
     print(f"wrote {out}: {s['entries']} entries, {s['remeasured']} re-measured, {s['flagged']} flagged, "
-          f"median spread {s['median_spread_pct']:.2f}%, {time.perf_counter() - started:.1f} s")
+          f"median spread {s['median_spread_pct']:.2f}%, {time.perf_counter() - started:.1f} s"
+          + (f"; {len(canaries['archs'])} canaries, noise floor {canaries['noise_pct']:.1f}%" if canaries else ""))
     return 0
+
+
+def _log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _warn_machine(table) -> None:  # noqa: ANN001
+    from nas.latency import machine_warning
+
+    message = machine_warning(table)
+    if message:
+        _log(message)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable, check_table, format_check, rescale
+    from nas.latency._validate import space_of
+
+    table = LatencyTable.load(args.table)
+    result = check_table(table, space_of(table), progress=not args.quiet)
+    print(format_check(result, table))
+    if args.json:
+        from dataclasses import asdict
+
+        from nas._device._files import atomic_write_json
+
+        data = {k: v for k, v in asdict(result).items() if k != "canaries_here"}
+        atomic_write_json(args.json, {**data, "table": table.where, "exit_code": result.exit_code})
+    if args.rescale:
+        if result.verdict != "DRIFT":
+            _log(f"--rescale: nothing written (verdict {result.verdict})")
+        else:
+            out = Path(args.out) if args.out else table.path.with_name(table.path.stem + "_rescaled.csv")
+            rescale(table, result, out)
+            print(f"wrote {out}: calibration x {result.factor:.4f}, this machine's fingerprint and canaries")
+    return result.exit_code
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -160,6 +215,7 @@ def _validate(args: argparse.Namespace) -> int:
     from nas.latency._validate import format_report, space_of, validate
 
     table = LatencyTable.load(args.table)
+    _warn_machine(table)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(table.path.with_suffix("")) + ".validate")
     report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
                       progress=not args.quiet, passes=args.passes)

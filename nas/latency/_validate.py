@@ -127,12 +127,45 @@ def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int 
     index = compiled.encode_indices(archs)
     summed, layers, _ = compiled.sum_and_layers(index)
     cal = Calibration.fit(summed, layers, compiled.weights_by_family(index), measured, seed=seed, date=today(), passes=passes,
-                          arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs])
+                          arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs],
+                          network_ms=[float(m) for m in measured], fingerprint=_fingerprint(table))
     mparams = compiled.sum_and_layers(index, cal.spill_families)[2]
     before, after = ErrorReport.of(summed, measured), ErrorReport.of(cal.apply(summed, layers, mparams), measured)
     cal.info.update(fit_mape_before_pct=round(before.mape_pct, 3), fit_mape_after_pct=round(after.mape_pct, 3))
     table.set_calibration(cal)
     return cal, before, after
+
+
+def refit(table: LatencyTable, space: "SearchSpace") -> Calibration:
+    """Fit the calibration again from the latencies it stored (no re-measuring): the archs are
+    drawn again from its seed and checked against its arch ids."""
+    cal = table.calibration
+    if cal is None or "network_ms" not in cal.info:
+        raise TableError(f"latency table {table.where} has no calibration with stored latencies; run "
+                         "`nas latency calibrate`")
+    info = dict(cal.info)
+    archs = random_archs(space, len(info["network_ms"]), int(info["seed"]))
+    ids = [arch_id(a, space.num_classes, space.in_channels) for a in archs]
+    if ids != list(info["arch_ids"]):
+        raise TableError(f"latency table {table.where}: the calibration's archs cannot be drawn again from seed "
+                         f"{info['seed']} (another space or hwnas version); calibrate again")
+    compiled = table.compile(space)
+    index = compiled.encode_indices(archs)
+    summed, layers, _ = compiled.sum_and_layers(index)
+    for k in ("fitted_on", "fit_mape_before_pct", "fit_mape_after_pct"):
+        info.pop(k, None)
+    new = Calibration.fit(summed, layers, compiled.weights_by_family(index), info["network_ms"], **info)
+    table.set_calibration(new)
+    return new
+
+
+def _fingerprint(table: LatencyTable) -> dict[str, Any]:
+    """This machine's fingerprint with the table's runtime (where the calibration was measured)."""
+    from nas._device._fingerprint import fingerprint
+    from nas._device._runtimes import runtime_version
+
+    backend = table.metadata["backend"]
+    return fingerprint(backend, int(table.metadata["threads"]), runtime_version(backend))
 
 
 def _default_work(table: LatencyTable, what: str) -> Path:

@@ -16,7 +16,8 @@ def built(request, tmp_path_factory, fast_protocol, tiny_space):
         pytest.skip(f"backend {backend} not installed: {reason}")
     space = tiny_space()
     out = tmp_path_factory.mktemp(backend) / f"tiny_{backend}.csv"
-    table = build_table(space, backend, out, threads=1, device_name="ci", protocol=fast_protocol, progress=False)
+    table = build_table(space, backend, out, threads=1, device_name="ci", protocol=fast_protocol, progress=False,
+                        canaries=False)
     return backend, space, table, out
 
 

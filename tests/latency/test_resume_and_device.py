@@ -27,7 +27,7 @@ def test_killed_build_resumes_without_losing_rows(tmp_path, tiny_space, fast_pro
     out = tmp_path / "t.csv"
     # a slow protocol so the kill lands mid-pass: ~0.2 s per entry
     cmd = [sys.executable, "-m", "nas", "latency", "build", "--space", TINY, "--backend", "onnxruntime",
-           "--out", str(out), "--quiet", "--warmup", "2", "--repeats", "20"]
+           "--out", str(out), "--quiet", "--warmup", "2", "--repeats", "20", "--no-canaries"]
     proc = subprocess.Popen(cmd, start_new_session=True)
     first = work_folder(out) / "passes" / "p0.jsonl"
     deadline = time.monotonic() + 120
@@ -45,7 +45,7 @@ def test_killed_build_resumes_without_losing_rows(tmp_path, tiny_space, fast_pro
 
     protocol = Protocol(warmup=2, repeats=20)
     table = build_table(space, "onnxruntime", out, device_name="local", protocol=protocol, progress=False,
-                        keep_work=True)
+                        keep_work=True, canaries=False)
     after = first.read_text().splitlines()
     assert after[: len(done_before)] == done_before, "rows measured before the kill are kept, not redone"
     assert len(after) == len(space.all_block_keys())
@@ -85,6 +85,9 @@ def test_device_runner_without_torch(tmp_path, tiny_space, fast_protocol):
     assert imported.returncode == 0, imported.stderr
     table = LatencyTable.load(tmp_path / "pi.csv")
     assert table.metadata["device_name"] == "pi" and table.metadata["backend"] == "onnxruntime"
+    fp = table.metadata["fingerprint"]  # recorded by the torch-free runner on the device
+    assert fp["cpu"]["logical_cpus"] == os.cpu_count() and fp["runtime"]["backend"] == "onnxruntime"
+    assert fp["runtime"]["version"] == table.metadata["backend_version"] and fp["machine"]
     table.check_covers(space)
     archs = [space.sample(np.random.default_rng(s)) for s in range(4)]
     assert np.all(table.predict_many(archs, space) > 0)
