@@ -5,17 +5,28 @@ model files. Each pass appends one JSON line per entry to ``passes/<name>.jsonl`
 entry is timed, so a killed run loses at most the entry in flight and a re-run skips what is done.
 Passes visit the entries in different random orders (interleaved), so a slow spell of the machine
 hits different entries in different passes. Torch is only imported for the ``torch`` backend.
+
+A live `measure` holds the folder's lock (`work_lock`): ``<work>/lock`` under an exclusive
+``flock``, recording pid, host and start time for the error a second build gets. The kernel drops a
+``flock`` when its holder dies, so a lock left by a dead process is simply taken over (where
+``fcntl`` is missing the lock is an ``O_EXCL`` file, taken over when the pid it names is gone).
+Each pass process dies with its parent (`die_with_parent`: ``PR_SET_PDEATHSIG`` on Linux, then a
+check that the parent is still the one that started it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -137,9 +148,137 @@ def _progress(total: int, desc: str, enabled: bool) -> Callable[..., None]:
     return bar
 
 
+LOCK = "lock"
+_held: dict[str, int] = {}  # folder -> nesting depth, so a build that holds the lock may call measure()
+
+
+class WorkLockedError(RunnerError):
+    """Another live process holds the work folder."""
+
+
+def _describe(info: dict[str, Any] | None, path: Path) -> str:
+    if not info:
+        return f"another process (see {str(path)!r})"
+    return (f"process {info.get('pid')} on host {info.get('host')!r} "
+            f"(started {info.get('started', '?')}: {info.get('command', '?')})")
+
+
+def _read_info(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _my_info() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": " ".join(sys.argv)[:200]}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkLockedError(f"work folder {str(path.parent)!r} is in use by "
+                                  f"{_describe(_read_info(path), path)}; wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(_my_info()).encode())
+        os.fsync(fd)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # the file stays (unlinking a flocked file races); empty = not held
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+@contextlib.contextmanager
+def _exclusive_file(path: Path) -> Iterator[None]:
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            info = _read_info(path)
+            if info and (info.get("host") != socket.gethostname() or _pid_alive(int(info.get("pid", -1)))):
+                raise WorkLockedError(f"work folder {str(path.parent)!r} is in use by {_describe(info, path)}; "
+                                      "wait for it or stop it") from None
+            path.unlink(missing_ok=True)  # left by a dead process: take it over
+    else:
+        raise WorkLockedError(f"work folder {str(path.parent)!r}: could not take {str(path)!r}")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(_my_info()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def work_lock(work: str | Path) -> Iterator[None]:
+    """Hold `work` for this process; raises WorkLockedError naming the live holder if another has it.
+
+    Re-entrant within one process. The folder must exist."""
+    work = Path(work)
+    key = str(work.resolve())
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    if not work.is_dir():
+        raise WorkLockedError(f"work folder {str(work)!r} does not exist")
+    try:
+        import fcntl  # noqa: F401
+        hold = _flock
+    except ImportError:  # pragma: no cover - Windows
+        hold = _exclusive_file
+    with hold(work / LOCK):
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), then exit at once if
+    the parent is already not `parent_pid` (it died before the request took effect)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl (e.g. a static or unusual runtime): check only
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(3)
+
+
 def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] | None, progress: bool) -> None:
     cmd = [sys.executable, "-m", "nas._device._runner", str(work), "--pass-name", name, "--seed", str(seed),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--parent-pid", str(os.getpid())]
     if ids is not None:
         ids_file = work / "passes" / f"{name}.ids.json"
         ids_file.parent.mkdir(exist_ok=True)
@@ -163,8 +302,15 @@ def measure(work: str | Path, threads: int, progress: bool = True) -> dict[str, 
     `max_spread_pct`. Returns entry id -> latency_ms, mean_ms, std_ms, p90_ms, count, passes,
     spread_pct, remeasured (first passes disagreed), flagged (even the `passes` passes nearest
     the median disagree by more than max_spread_pct).
-    Resumable: finished passes and entries are read back, not measured again."""
+    Resumable: finished passes and entries are read back, not measured again. Holds the folder's
+    lock (`work_lock`) throughout; each pass process dies with this one."""
     work = Path(work)
+    read_manifest(work)  # a clear error for a folder that is not a work folder, before the lock
+    with work_lock(work):
+        return _measure(work, threads, progress)
+
+
+def _measure(work: Path, threads: int, progress: bool) -> dict[str, dict[str, Any]]:
     manifest = read_manifest(work)
     protocol = Protocol.from_dict(manifest["protocol"])
     ids = [e["id"] for e in manifest["entries"]]
@@ -199,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ids-file", default=None)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit if this is no longer the parent")
     args = parser.parse_args(argv)
+    die_with_parent(args.parent_pid)
     ids = json.loads(Path(args.ids_file).read_text()) if args.ids_file else None
     try:
         run_pass(args.work, args.pass_name, args.seed, args.threads, ids, progress=not args.quiet)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nas import __version__
-from nas._device._runner import measure
+from nas._device._runner import measure, work_lock
 from nas._device._fingerprint import fingerprint
 from nas._device._runtimes import device_info, runtime_version
 from nas._device._timing import Protocol
@@ -74,50 +74,53 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
     protocol = protocol or Protocol()
     resolutions = list(resolutions or space.resolutions)
     options = {"channels_last": channels_last} if backend == "torch" else {}
-    started = time.perf_counter()
-    out = Path(out)
-    info = {"space": space_info(space, resolutions)}
-    probe = LatencyTable({}, table_metadata(backend, threads, device_name, protocol, options, info), out)
-    noise = None
-    if canaries:
-        noise = noise_floor(probe, space)
-        deadline = time.monotonic() + wait_minutes * 60
-        while noise > NOISY_PCT and if_noisy == "wait" and time.monotonic() < deadline:
-            log(f"build: the machine is noisy ({noise:.1f}% spread between passes > {NOISY_PCT:g}%); waiting 30 s")
-            time.sleep(30)
-            noise = noise_floor(probe, space)
-        if noise > NOISY_PCT:
-            advice = {"warn": "going on; expect flagged entries (--if-noisy wait|more-passes|abort to change this)",
-                      "wait": f"still noisy after {wait_minutes:g} min; going on",
-                      "more-passes": "taking 5 passes per entry and 4 re-measuring passes",
-                      "abort": "stopping"}[if_noisy]
-            log(f"build: this machine is noisy now: repeated passes of the same network spread by a median "
-                f"{noise:.1f}% (a trustworthy table needs < {NOISY_PCT:g}%); {advice}")
-            if if_noisy == "abort":
-                raise NoisyMachineError(f"the machine is too noisy for a latency table ({noise:.1f}% spread "
-                                        f"between passes > {NOISY_PCT:g}%); build again when it is quiet")
-            if if_noisy == "more-passes":
-                protocol = Protocol(**{**protocol.to_dict(), "passes": max(protocol.passes, 5),
-                                       "remeasure_passes": max(protocol.remeasure_passes, 4)})
-        elif progress:
-            log(f"build: noise floor {noise:.1f}% (spread of repeated passes; < {NOISY_PCT:g}% is quiet)")
-    keys = space.all_block_keys(resolutions)
     work = work_folder(out)
-    resumed = (work / "manifest.json").exists()
-    entries = key_entries(keys, backend)
-    write_work(work, backend, entries, protocol, info, options, progress)
-    results = measure(work, threads, progress)
-    by_id = {e["id"]: k for e, k in zip(entries, keys)}
-    table = LatencyTable({by_id[i]: r for i, r in results.items()},
-                         table_metadata(backend, threads, device_name, protocol, options, info))
-    summary = table.summary()
-    table.metadata["build"] = {"seconds": round(time.perf_counter() - started, 1), "resumed": resumed,
-                               "remeasured": summary["remeasured"], "flagged": summary["flagged"],
-                               "noise_pct_at_start": None if noise is None else round(noise, 3)}
-    table.save(out)
-    if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    if canaries:
-        table.metadata["canaries"] = measure_canaries(table, space, progress=progress)
+    work.mkdir(parents=True, exist_ok=True)
+    with work_lock(work):  # held from the noise floor to the canaries: a second build refuses, naming this one
+        started = time.perf_counter()
+        out = Path(out)
+        info = {"space": space_info(space, resolutions)}
+        probe = LatencyTable({}, table_metadata(backend, threads, device_name, protocol, options, info), out)
+        noise = None
+        if canaries:
+            noise = noise_floor(probe, space)
+            deadline = time.monotonic() + wait_minutes * 60
+            while noise > NOISY_PCT and if_noisy == "wait" and time.monotonic() < deadline:
+                log(f"build: the machine is noisy ({noise:.1f}% spread between passes > {NOISY_PCT:g}%); waiting 30 s")
+                time.sleep(30)
+                noise = noise_floor(probe, space)
+            if noise > NOISY_PCT:
+                advice = {"warn": "going on; expect flagged entries (--if-noisy wait|more-passes|abort to change this)",
+                          "wait": f"still noisy after {wait_minutes:g} min; going on",
+                          "more-passes": "taking 5 passes per entry and 4 re-measuring passes",
+                          "abort": "stopping"}[if_noisy]
+                log(f"build: this machine is noisy now: repeated passes of the same network spread by a median "
+                    f"{noise:.1f}% (a trustworthy table needs < {NOISY_PCT:g}%); {advice}")
+                if if_noisy == "abort":
+                    raise NoisyMachineError(f"the machine is too noisy for a latency table ({noise:.1f}% spread "
+                                            f"between passes > {NOISY_PCT:g}%); build again when it is quiet")
+                if if_noisy == "more-passes":
+                    protocol = Protocol(**{**protocol.to_dict(), "passes": max(protocol.passes, 5),
+                                           "remeasure_passes": max(protocol.remeasure_passes, 4)})
+            elif progress:
+                log(f"build: noise floor {noise:.1f}% (spread of repeated passes; < {NOISY_PCT:g}% is quiet)")
+        keys = space.all_block_keys(resolutions)
+        work = work_folder(out)
+        resumed = (work / "manifest.json").exists()
+        entries = key_entries(keys, backend)
+        write_work(work, backend, entries, protocol, info, options, progress)
+        results = measure(work, threads, progress)
+        by_id = {e["id"]: k for e, k in zip(entries, keys)}
+        table = LatencyTable({by_id[i]: r for i, r in results.items()},
+                             table_metadata(backend, threads, device_name, protocol, options, info))
+        summary = table.summary()
+        table.metadata["build"] = {"seconds": round(time.perf_counter() - started, 1), "resumed": resumed,
+                                   "remeasured": summary["remeasured"], "flagged": summary["flagged"],
+                                   "noise_pct_at_start": None if noise is None else round(noise, 3)}
         table.save(out)
-    return table
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        if canaries:
+            table.metadata["canaries"] = measure_canaries(table, space, progress=progress)
+            table.save(out)
+        return table
