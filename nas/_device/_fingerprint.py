@@ -144,8 +144,9 @@ class FieldDiff:
             minus = sorted(set(self.table) - set(self.here))
             parts = ([f"+{', +'.join(plus)} here"] if plus else []) + ([f"-{', -'.join(minus)} here"] if minus else [])
             return f"isa ({'; '.join(parts)})"
-        table = "unknown" if self.table is None else self.table
-        return f"{self.field} ({table} in the table, {self.here} here)"
+        if self.table is None:
+            return f"{self.field} (unknown in the table)"
+        return f"{self.field} ({self.table} in the table, {self.here} here)"
 
 
 def _flatten(fp: Mapping[str, Any]) -> dict[str, Any]:

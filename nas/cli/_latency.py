@@ -77,6 +77,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_check)
 
+    p = cmds.add_parser("adapt", help="refit a table from another machine to this one from a few whole networks")
+    p.add_argument("--table", required=True)
+    p.add_argument("--n", type=int, default=30, help="networks to measure here (default 30)")
+    p.add_argument("--seed", type=int, default=2000)
+    p.add_argument("--passes", type=int, default=5, help="independent passes per network (default 5)")
+    p.add_argument("--out", default=None, help="adapted table CSV (default: <table>_adapted.csv)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_adapt)
+
     p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
     p.add_argument("table")
     p.add_argument("--arch", default=None, help="arch JSON file to predict")
@@ -221,6 +230,22 @@ def _validate(args: argparse.Namespace) -> int:
                       progress=not args.quiet, passes=args.passes)
     print(format_report(report))
     print(f"wrote {out_dir}/validate.csv, validate.json, validate.png")
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from nas.latency import LatencyTable, adapt
+    from nas.latency._validate import space_of
+
+    table = LatencyTable.load(args.table)
+    out = Path(args.out) if args.out else table.path.with_name(table.path.stem + "_adapted.csv")
+    _, report = adapt(table, space_of(table), out, args.n, args.seed, args.passes, progress=not args.quiet)
+    factors = ", ".join(f"{f} {v:.3f}" for f, v in report["factors"].items())
+    print(f"factors per family: {factors}")
+    print(f"per layer {report['per_layer_ms']:+.5f} ms, offset {report['offset_ms']:+.4f} ms (ridge {report['ridge']:g}); "
+          f"fit MAPE {report['fit_mape_pct']:.2f}%, leave-one-out MAPE {report['loo_mape_pct']:.2f}% on "
+          f"{report['n']} networks, noise floor {report['noise_pct']:.1f}%")
+    print(f"wrote {out} in {report['seconds']:.0f} s; validate it: nas latency validate --table {out}")
     return 0
 
 

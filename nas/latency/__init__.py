@@ -9,6 +9,7 @@ measured end to end corrects the sum, and validation reports the predictor's own
 
 from nas._device._timing import PassStats, Protocol, ProtocolError
 from nas.latency._backends import BACKENDS, BackendError, backend_unavailable_reason
+from nas.latency._adapt import adapt
 from nas.latency._build import NoisyMachineError, build_table
 from nas.latency._check import (CheckResult, canary_archs, check_table, format_check, machine_diffs, machine_warning,
                                 measure_canaries, noise_floor, rescale)
@@ -19,6 +20,6 @@ from nas.latency._validate import ErrorReport, calibrate, measure_archs, refit, 
 
 __all__ = ["BACKENDS", "BackendError", "Calibration", "CheckResult", "CompiledPredictor", "ErrorReport",
            "LatencyTable", "MissingKeyError", "NoisyMachineError", "PassStats", "PredictError", "Protocol",
-           "ProtocolError", "TableError", "backend_unavailable_reason", "build_table", "calibrate", "canary_archs",
+           "ProtocolError", "TableError", "adapt", "backend_unavailable_reason", "build_table", "calibrate", "canary_archs",
            "check_table", "format_check", "import_measured", "machine_diffs", "machine_warning", "measure_archs",
            "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "validate", "write_bundle"]

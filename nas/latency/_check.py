@@ -110,7 +110,7 @@ def measure_canaries(table: LatencyTable, space: "SearchSpace", passes: int = CA
     work = Path(work) if work else _work(table, "canaries")
     measured = measure_archs([a for _, a in archs], space, table, work, progress, spreads=spreads, passes=passes)
     return {"date": today(), "passes": passes, "noise_pct": round(float(np.median(spreads)), 3),
-            "archs": [{"name": n, "id": arch_id(a, space.num_classes, space.in_channels), "arch": a.to_dict(),
+            "archs": [{"name": n, "id": arch_id(a, space.num_classes, space.in_channels), "arch": a.to_json(),
                        "latency_ms": float(m), "spread_pct": round(float(s), 3)}
                       for (n, a), m, s in zip(archs, measured, spreads)]}
 
@@ -191,7 +191,7 @@ def check_table(table: LatencyTable, space: "SearchSpace", work: str | Path | No
                              "this machine's" + ("" if not diffs else f", and {len(diffs)} machine field(s) differ"),
                              float("nan"), [], diffs, float("nan"), float("nan"), MATCH_PCT, UNIFORM_PCT, here)
         return _with_build_command(result, table, space)
-    archs = [(c["name"], Arch.from_dict(c["arch"])) for c in canaries["archs"]]
+    archs = [(c["name"], Arch.from_json(c["arch"])) for c in canaries["archs"]]
     record = measure_canaries(table, space, int(canaries.get("passes", CANARY_PASSES)), work, progress, archs)
     rows = []
     for old, new in zip(canaries["archs"], record["archs"]):

@@ -131,3 +131,29 @@ def nas_space(table: LatencyTable):  # noqa: ANN201
     from nas.latency import space_of
 
     return space_of(table)
+
+
+def test_adapt_recovers_a_family_that_moved_and_records_the_machine(tmp_path, tiny_space):
+    """A table whose k5 blocks cost twice what they cost here: adapting from 12 networks finds it."""
+    from nas.latency import adapt
+    from nas.latency._adapt import adapt_family
+
+    space = tiny_space()
+    here = build_table(space, "onnxruntime", tmp_path / "here.csv", progress=False, canaries=False)
+    skewed = {k: {**here.entry(k), "latency_ms": here.entry(k)["latency_ms"] * (2.0 if k.kernel == 5 else 1.0)}
+              for k in here.keys()}
+    foreign = LatencyTable(skewed, {**here.metadata, "fingerprint": None})
+    foreign.save(tmp_path / "foreign.csv")
+    adapted, report = adapt(LatencyTable.load(tmp_path / "foreign.csv"), space, tmp_path / "adapted.csv", n=12,
+                            passes=5, progress=False)
+    k5 = [f for f in report["factors"] if "_k5" in f]
+    k3 = [f for f in report["factors"] if "_k3" in f]
+    assert k5 and k3
+    ratio = np.mean([report["factors"][f] for f in k5]) / np.mean([report["factors"][f] for f in k3])
+    assert ratio == pytest.approx(0.5, rel=0.3), report["factors"]
+    again = LatencyTable.load(tmp_path / "adapted.csv")
+    assert again.metadata["adapted"]["n"] == 12 and again.metadata["adapted"]["from"].endswith("foreign.csv")
+    assert machine_warning(again) is None and again.metadata["canaries"]["archs"]
+    key = next(k for k in again.keys() if k.kind == "block")
+    assert again.entry(key)["latency_ms"] == pytest.approx(
+        skewed[key]["latency_ms"] * report["factors"][adapt_family(key)], rel=1e-4)
