@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def _search(args: argparse.Namespace) -> int:
     from nas.experiment import load_config, report, run_search
 
     config = load_config(args.config, args.overrides)
-    reports = run_search(config, progress=False if args.no_progress else None, strategies=args.strategy)
+    reports = run_search(config, progress=False if args.no_progress else None, strategies=args.strategy,
+                         notice=lambda line: print(f"nas: warning: {line}", file=sys.stderr, flush=True))
     for r in reports:
         print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"
               + (f", {r.stale_failed} stale trial(s) of dead workers marked failed" if r.stale_failed else ""))
@@ -53,6 +55,8 @@ def _results(args: argparse.Namespace) -> int:
 def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
     import pandas as pd
 
+    if rep.stand_ins:
+        print(f"\nnote: {rep.stand_ins.notice()}")
     with pd.option_context("display.width", 160, "display.max_colwidth", 70):
         print("\nbest arch within each budget:")
         best = rep.best.drop(columns=["arch"], errors="ignore")

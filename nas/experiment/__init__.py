@@ -4,6 +4,10 @@
     config = load_config("experiments/compare_strategies.yaml", ["search.n_trials=50"])
     run_search(config)                     # rerun to resume; start N processes to share the work
     report(config.run_dir, export_best="best.json")
+
+`prepare_search(config)` checks the whole config against its files without writing anything
+(`run_search` calls it first). `StandIns.of(config)` names the stand-ins a config opts into
+(``latency.tables: [{path: macs-proxy}]``, ``evaluator.name: synthetic``).
 """
 
 from nas.experiment._config import (
@@ -20,6 +24,16 @@ from nas.experiment._config import (
     config_from_dict,
     load_config,
 )
+from nas.experiment._build import (
+    SearchSetup,
+    build_evaluator,
+    build_latency,
+    build_objective,
+    build_space,
+    open_storage,
+    prepare_search,
+    storage_url,
+)
 from nas.experiment._pareto import hypervolume, pareto_mask
 from nas.experiment._results import (
     RunReport,
@@ -27,28 +41,21 @@ from nas.experiment._results import (
     export_best_arch,
     hypervolume_table,
     load_run_config,
+    pareto_figure,
     pareto_plot,
     report,
     trials_table,
 )
-from nas.experiment._runner import (
-    WorkerReport,
-    build_evaluator,
-    build_latency,
-    build_objective,
-    build_space,
-    fail_stale_trials,
-    heartbeat,
-    open_storage,
-    run_search,
-    storage_url,
-)
+from nas.experiment._runner import WorkerReport, fail_stale_trials, heartbeat, run_search
+from nas.experiment._standins import StandIns
 
 __all__ = [
     "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunReport",
-    "SearchConfig", "SpaceConfig", "StrategyConfig", "TableConfig", "WorkerReport", "apply_overrides",
+    "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig", "WorkerReport",
+    "apply_overrides",
     "best_under_budgets", "build_evaluator", "build_latency", "build_objective", "build_space",
     "config_from_dict", "export_best_arch", "fail_stale_trials", "heartbeat", "hypervolume", "hypervolume_table",
-    "load_config", "load_run_config", "open_storage", "pareto_mask", "pareto_plot", "report", "run_search", "storage_url",
+    "load_config", "load_run_config", "open_storage", "pareto_figure", "pareto_mask", "pareto_plot", "prepare_search",
+    "report", "run_search", "storage_url",
     "trials_table",
 ]

@@ -2,6 +2,12 @@
 
 ``--set key=value`` overrides use dotted paths (``search.n_trials=50``,
 ``strategies.0.options.population=20``); values are parsed as YAML scalars/lists.
+
+A config must say where latency and accuracy come from: ``latency.tables`` and ``evaluator.name``
+have no defaults. The stand-ins are explicit choices: ``latency: {tables: [{path: macs-proxy}]}``
+(MACs scaled by an assumed throughput) and ``evaluator: {name: synthetic}`` (a seeded function
+of the arch). Everything checkable without files (strategy names and options, budgets, rewards)
+is checked here; `nas.experiment.prepare_search` checks the files and builds the parts.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ class SpaceConfig:
     stem_stride: int | None = None
 
 
+MACS_PROXY = "macs-proxy"
+"""The `TableConfig.path` that opts into the MACs stand-in for latency."""
+SYNTHETIC = "synthetic"
+"""The `EvaluatorConfig.name` that opts into the synthetic stand-in for accuracy."""
+EVALUATORS = (SYNTHETIC, "predictor", "supernet", "train")
+
+
 @dataclass
 class TableConfig:
     path: str = ""
@@ -43,11 +56,21 @@ class TableConfig:
     gmacs_per_s: float = 1.0
     """Only for "macs-proxy": assumed throughput."""
 
+    @property
+    def is_proxy(self) -> bool:
+        return self.path == MACS_PROXY
+
+    @property
+    def source_name(self) -> str:
+        """The latency source's name in results (``latency_ms[<name>]``)."""
+        return self.name or (MACS_PROXY if self.is_proxy else Path(self.path).name.split(".")[0])
+
 
 @dataclass
 class LatencyConfig:
-    tables: list[TableConfig] = field(default_factory=lambda: [TableConfig(path="macs-proxy")])
-    """One table per target device; the first is the primary (budget, reward, 2nd objective)."""
+    tables: list[TableConfig] | None = None
+    """One table per target device; the first is the primary (budget, reward, 2nd objective).
+    Required: table CSVs, or ``[{path: macs-proxy}]`` to opt into the MACs stand-in."""
     budget_ms: float | None = None
     """Hard latency budget on the primary table: candidates over it are rejected before evaluation."""
     target_ms: float | None = None
@@ -76,8 +99,8 @@ class StrategyConfig:
 
 @dataclass
 class EvaluatorConfig:
-    name: str = "synthetic"
-    """synthetic | predictor | supernet | train"""
+    name: str | None = None
+    """Required: predictor | supernet | train, or synthetic (opts into the synthetic stand-in)."""
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,20 +230,90 @@ def _list_index(node: list, part: str, key: str) -> int:
 
 
 def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Build and check a config (see the module docstring for what is checked here)."""
     raw = dict(raw)
-    if "strategy" in raw:  # a single strategy, for convenience
+    single = "strategy" in raw
+    if single:  # a single strategy, for convenience
         if "strategies" in raw:
             raise ConfigError("give either 'strategy' (one) or 'strategies' (a list), not both")
         raw["strategies"] = [raw.pop("strategy")]
     raw = apply_overrides(raw, [o.replace("strategy.", "strategies.0.", 1) if o.startswith("strategy.") else o
                                 for o in overrides])
     config = _build(ExperimentConfig, raw, "")
+    _check_sources(config)
+    _check_numbers(config)
+    _check_strategies(config, single)
+    return config
+
+
+def _check_sources(config: ExperimentConfig) -> None:
+    """Latency and accuracy must be chosen: a missing key is an error naming the choices."""
+    tables = config.latency.tables
+    if tables is None:
+        raise ConfigError("latency.tables is missing: give one latency table per device, e.g. "
+                          "latency: {tables: [{path: latency_tables/<table>.csv}]} (build one with `nas latency "
+                          f"build`), or opt into the MACs stand-in explicitly with {{path: {MACS_PROXY}}}")
+    if not tables:
+        raise ConfigError(f"latency.tables is empty: give a table path (or {MACS_PROXY!r} for the MACs stand-in)")
+    for i, t in enumerate(tables):
+        if not t.path:
+            raise ConfigError(f"latency.tables.{i}.path is missing: a table CSV or {MACS_PROXY!r}")
+        if t.is_proxy and not t.gmacs_per_s > 0:
+            raise ConfigError(f"latency.tables.{i}.gmacs_per_s must be positive, got {t.gmacs_per_s}")
+    names = [t.source_name for t in tables]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"latency.tables need distinct names (set latency.tables.N.name), got {names}")
+    if config.evaluator.name is None:
+        raise ConfigError(f"evaluator.name is missing: choose one of {', '.join(EVALUATORS[1:])}, or opt into "
+                          f"the synthetic stand-in (no training) explicitly with evaluator: {{name: {SYNTHETIC}}}")
+    if config.evaluator.name not in EVALUATORS:
+        raise ConfigError(f"evaluator.name: unknown evaluator {config.evaluator.name!r}; "
+                          f"evaluators: {', '.join(EVALUATORS)}")
+
+
+def _check_numbers(config: ExperimentConfig) -> None:
+    from nas.strategies import Objective, SearchError
+
+    lat, search = config.latency, config.search
+    if lat.budget_quantile is not None:
+        if lat.budget_ms is not None:
+            raise ConfigError("give latency.budget_ms or latency.budget_quantile, not both")
+        if not 0 < lat.budget_quantile < 1:
+            raise ConfigError(f"latency.budget_quantile must be in (0, 1), got {lat.budget_quantile}")
+    try:
+        Objective(target_ms=lat.target_ms, budget_ms=lat.budget_ms, reward=lat.reward, alpha=lat.alpha, beta=lat.beta)
+    except SearchError as err:
+        raise ConfigError(f"latency: {err}") from None
+    for key, value in (("search.n_trials", search.n_trials), ("search.max_tries", search.max_tries)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    bad = [b for b in config.results.budgets_ms if not b > 0]
+    if bad:
+        raise ConfigError(f"results.budgets_ms must be positive, got {bad}")
+
+
+def _check_strategies(config: ExperimentConfig, single: bool) -> None:
+    """Strategy names, labels and options (their values too), each error naming its key."""
+    from nas.experiment._build import EXTERNAL_STRATEGIES, check_external_options
+    from nas.strategies import SearchError, make_config, strategy_names
+
     keys = [s.key for s in config.strategies]
+    if not keys:
+        raise ConfigError("strategies is empty: give at least one strategy")
     if len(set(keys)) != len(keys):
         raise ConfigError(f"strategies need distinct labels, got {keys}")
-    if config.search.n_trials < 1:
-        raise ConfigError(f"search.n_trials must be >= 1, got {config.search.n_trials}")
-    return config
+    for i, sc in enumerate(config.strategies):
+        where = "strategy" if single else f"strategies.{i}"
+        if sc.name in EXTERNAL_STRATEGIES:
+            check_external_options(config, sc, where)
+            continue
+        if sc.name not in strategy_names():
+            raise ConfigError(f"{where}.name: unknown strategy {sc.name!r}; strategies: "
+                              f"{', '.join([*strategy_names(), *EXTERNAL_STRATEGIES])}")
+        try:
+            make_config(sc.name, sc.options)
+        except SearchError as err:
+            raise ConfigError(f"{where}.options: {err}") from None
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:

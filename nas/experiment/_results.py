@@ -14,7 +14,9 @@ import pandas as pd
 from nas._arch import Arch
 from nas.experiment._config import ConfigError, ExperimentConfig, config_from_dict
 from nas.experiment._pareto import hypervolume, pareto_mask
-from nas.experiment._runner import open_storage, storage_url, study_name
+from nas.experiment._build import open_storage, storage_url
+from nas.experiment._runner import study_name
+from nas.experiment._standins import StandIns
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
@@ -109,15 +111,17 @@ def hypervolume_table(df: pd.DataFrame, presets: dict[str, Any] | None = None) -
     return pd.DataFrame(rows)
 
 
-def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path,
-                budgets_ms: dict[str, list[float]]) -> Path:
+def pareto_figure(df: pd.DataFrame, presets: dict[str, Any], budgets_ms: dict[str, list[float]],
+                  stand_ins: StandIns | None = None) -> Any:
     """Latency vs accuracy, one panel per table, one colour per strategy (front as a line),
-    presets as labelled stars, budgets as dashed lines."""
+    presets as labelled stars, budgets as dashed lines; axes name the stand-ins (MACs proxy,
+    synthetic accuracy). A matplotlib Figure (Agg); close it when done."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    stand_ins = stand_ins or StandIns()
     done = df[df.state == "COMPLETE"]
     cols = latency_columns(df)
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
@@ -137,14 +141,23 @@ def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path,
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         for b in budgets_ms.get(col, []):
             ax.axvline(b, ls="--", color="gray", lw=1)
-        ax.set_xlabel(f"predicted latency (ms) on {table}")
-        ax.set_ylabel("accuracy")
+        ax.set_xlabel(stand_ins.latency_label(table))
+        ax.set_ylabel(stand_ins.accuracy_label())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     title = getattr(df, "attrs", {}).get("title")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path,
+                budgets_ms: dict[str, list[float]], stand_ins: StandIns | None = None) -> Path:
+    """`pareto_figure` written (atomically) to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(df, presets, budgets_ms, stand_ins)
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=120)
@@ -163,6 +176,8 @@ class RunReport:
     exported: Path | None
     presets: dict[str, Any]
     """Reference archs evaluated by the run (presets.json): name -> arch, result (or error)."""
+    stand_ins: StandIns
+    """The run's stand-ins (MACs proxy, synthetic accuracy): `notice()` is "" when there are none."""
 
 
 def run_budget_ms(run_dir: str | Path) -> float | None:
@@ -193,11 +208,12 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     hv = hypervolume_table(df)
     hv.to_csv(run / "hypervolume.csv", index=False)
     best.drop(columns=["arch"], errors="ignore").to_csv(run / "best.csv", index=False)
-    plot = pareto_plot(df, presets, run / "pareto.png", budgets)
+    stand_ins = StandIns.of(config)
+    plot = pareto_plot(df, presets, run / "pareto.png", budgets, stand_ins)
     exported = None
     if export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
-    return RunReport(df, best, hv, csv_path, plot, exported, presets)
+    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins)
 
 
 def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
@@ -215,7 +231,7 @@ def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str 
                  ) -> list[dict[str, Any]]:
     """Measure the best arch end to end on each table's backend (threads, protocol of the table):
     predicted vs measured ms. Run under the CPU lock for valid figures."""
-    from nas.experiment._runner import build_latency, build_space
+    from nas.experiment._build import build_latency, build_space
     from nas.evaluators import TableLatency
 
     config = load_run_config(run_dir)

@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -32,123 +32,15 @@ import yaml
 import nas
 from nas._arch import Arch
 from nas._space import SearchSpace
-from nas.evaluators import (
-    EvaluatorBase,
-    LatencySource,
-    MacsProxy,
-    PredictorEvaluator,
-    Result,
-    SyntheticEvaluator,
-    TableLatency,
-    TrainEvaluator,
-)
+from nas.evaluators import EvaluatorBase, LatencySource, Result
+from nas.experiment._build import EXTERNAL_STRATEGIES, build_objective, open_storage, prepare_search, storage_url
 from nas.experiment._config import ConfigError, ExperimentConfig, StrategyConfig
-from nas.strategies import Objective, Strategy, make_strategy
+from nas.strategies import Strategy, make_strategy
 
-EXTERNAL_STRATEGIES = {"proxyless": "nas.proxyless:search"}
-"""Strategies outside ask/tell (they run their own loop): name -> "module:function", imported on use.
-The function is called as ``fn(config, strategy_config, space, sources, evaluator, record)`` and
-persists each arch it derives with ``record(arch, result, extra=None)`` (a completed trial)."""
-
-SQLITE_TIMEOUT_S = 30
-"""SQLite busy timeout: concurrent workers wait for the lock instead of failing."""
 OVER_BUDGET = "over budget"
 OWNERLESS_GRACE_S = 5.0
 """A live worker names itself on a trial milliseconds after asking for it; a RUNNING trial still
 ownerless after this long belongs to a process killed in between, and is not counted."""
-HEARTBEAT_S = 20
-"""A worker evaluating a trial records a heartbeat this often (RDB storages)."""
-GRACE_S = 60
-"""A RUNNING trial whose heartbeat is older than this belongs to a dead worker (any host) and is failed."""
-
-
-# ---------------------------------------------------------------------- building blocks
-def build_space(config: ExperimentConfig) -> SearchSpace:
-    s = config.space
-    return nas.load_space(s.name, resolutions=s.resolutions, num_classes=s.num_classes, in_channels=s.in_channels,
-                          width_mult=s.width_mult, stem_stride=s.stem_stride)
-
-
-def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencySource]:
-    """The latency sources of the config's tables (the first is the primary); checks coverage."""
-    sources: list[LatencySource] = []
-    for t in config.latency.tables:
-        if t.path == "macs-proxy":
-            sources.append(MacsProxy(space, t.gmacs_per_s, name=t.name or "macs-proxy"))
-            continue
-        from nas.latency import LatencyTable
-
-        table = LatencyTable.load(t.path)
-        table.check_covers(space)  # names the block keys the table lacks
-        sources.append(TableLatency(table, space, name=t.name or Path(t.path).name.split(".")[0], check=False))
-    if not sources:
-        raise ConfigError("latency.tables is empty: give a table path (or 'macs-proxy')")
-    return sources
-
-
-def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> float | None:
-    """The hard budget: `latency.budget_ms`, or `latency.budget_quantile` of 1000 random archs
-    (seeded by the config's seed, so every worker and every rerun gets the same figure)."""
-    lat = config.latency
-    if lat.budget_quantile is None:
-        return lat.budget_ms
-    if lat.budget_ms is not None:
-        raise ConfigError("give latency.budget_ms or latency.budget_quantile, not both")
-    if not 0 < lat.budget_quantile < 1:
-        raise ConfigError(f"latency.budget_quantile must be in (0, 1), got {lat.budget_quantile}")
-    rng = np.random.default_rng([config.seed, 0xB0D6E7])
-    latencies = sources[0].predict_many([space.sample(rng) for _ in range(1000)])
-    return float(f"{np.quantile(latencies, lat.budget_quantile):.4g}")
-
-
-def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], space: SearchSpace | None = None
-                    ) -> Objective:
-    lat = config.latency
-    budget_ms = resolve_budget_ms(config, space, sources) if space is not None else lat.budget_ms
-    target = lat.target_ms if lat.target_ms is not None else budget_ms
-    budget = budget_ms if budget_ms is not None else (float("inf") if target is not None else None)
-    return Objective(table=sources[0].name, target_ms=target, budget_ms=budget, reward=lat.reward,
-                     alpha=lat.alpha, beta=lat.beta)
-
-
-def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> EvaluatorBase:
-    name, opts = config.evaluator.name, dict(config.evaluator.options)
-    try:
-        if name == "synthetic":
-            return SyntheticEvaluator(space, sources, **{"seed": config.seed, **opts})
-        if name == "train":
-            return TrainEvaluator(space, sources, **{"seed": config.seed, **opts})
-        if name == "supernet":
-            from nas.evaluators._supernet import SupernetEvaluator
-
-            return SupernetEvaluator.from_checkpoint(space, sources, **opts)
-        if name == "predictor":
-            from nas.evaluators._supernet import load_accuracy_predictor
-
-            return PredictorEvaluator(space, load_accuracy_predictor(space, **opts), sources)
-    except TypeError as err:
-        raise ConfigError(f"evaluator {name!r}: {err}") from None
-    raise ConfigError(f"unknown evaluator {name!r}; evaluators: synthetic, predictor, supernet, train")
-
-
-def storage_url(config: ExperimentConfig) -> str:
-    if config.search.storage:
-        return config.search.storage
-    return f"sqlite:///{Path(config.run_dir).resolve() / 'study.db'}"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL; a path ending in .log/.journal (or journal:PATH) is a journal file."""
-    if url.startswith("journal:") or url.endswith((".log", ".journal")):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
-    if url.startswith("sqlite:"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
@@ -429,14 +321,20 @@ class _Worker:
         self.told.add(trial.number)
 
 
-def run_search(config: ExperimentConfig, *, progress: bool | None = None,
-               strategies: Sequence[str] | None = None) -> list[WorkerReport]:
-    """Run (or resume, or join as one more worker) every strategy of `config`."""
+def run_search(config: ExperimentConfig, *, progress: bool | None = None, strategies: Sequence[str] | None = None,
+               notice: Callable[[str], None] | None = None) -> list[WorkerReport]:
+    """Run (or resume, or join as one more worker) every strategy of `config` (or those labelled
+    `strategies`). The whole config is checked first (`prepare_search`): a bad one writes nothing.
+    `notice` gets one line naming the stand-ins (MACs proxy, synthetic accuracy) when there are any."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = build_space(config)
-    sources = build_latency(config, space)
-    evaluator = build_evaluator(config, space, sources)
-    budget_ms = resolve_budget_ms(config, space, sources)
+    labels = [sc.key for sc in config.strategies]
+    unknown = sorted(set(strategies or ()) - set(labels))
+    if unknown:
+        raise ConfigError(f"--strategy {unknown}: not a strategy label of this experiment; labels: {labels}")
+    setup = prepare_search(config, strategies)
+    if notice is not None and setup.stand_ins:
+        notice(setup.stand_ins.notice())
+    space, sources, evaluator, budget_ms = setup.space, setup.sources, setup.evaluator, setup.budget_ms
     prepare_run_dir(config, sources, budget_ms)
     storage = open_storage(storage_url(config))
     progress = config.search.progress if progress is None else progress
