@@ -148,14 +148,6 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _warn_machine(table) -> None:  # noqa: ANN001
-    from nas.latency import machine_warning
-
-    message = machine_warning(table)
-    if message:
-        _log(message)
-
-
 def _check(args: argparse.Namespace) -> int:
     from nas.latency import LatencyTable, check_table, format_check, rescale
     from nas.latency._validate import space_of
@@ -220,11 +212,11 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from nas.latency import LatencyTable
+    from nas.latency import LatencyTable, warn_if_foreign
     from nas.latency._validate import format_report, space_of, validate
 
     table = LatencyTable.load(args.table)
-    _warn_machine(table)
+    warn_if_foreign(table)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(table.path.with_suffix("")) + ".validate")
     report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
                       progress=not args.quiet, passes=args.passes)

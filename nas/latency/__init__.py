@@ -12,7 +12,7 @@ from nas.latency._backends import BACKENDS, BackendError, backend_unavailable_re
 from nas.latency._adapt import adapt
 from nas.latency._build import NoisyMachineError, build_table
 from nas.latency._check import (CheckResult, canary_archs, check_table, format_check, machine_diffs, machine_warning,
-                                measure_canaries, noise_floor, rescale)
+                                measure_canaries, noise_floor, rescale, warn_if_foreign)
 from nas.latency._bundle import import_measured, write_bundle
 from nas.latency._predict import CompiledPredictor, PredictError
 from nas.latency._table import Calibration, LatencyTable, MissingKeyError, TableError
@@ -22,4 +22,4 @@ __all__ = ["BACKENDS", "BackendError", "Calibration", "CheckResult", "CompiledPr
            "LatencyTable", "MissingKeyError", "NoisyMachineError", "PassStats", "PredictError", "Protocol",
            "ProtocolError", "TableError", "adapt", "backend_unavailable_reason", "build_table", "calibrate", "canary_archs",
            "check_table", "format_check", "import_measured", "machine_diffs", "machine_warning", "measure_archs",
-           "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "validate", "write_bundle"]
+           "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "validate", "warn_if_foreign", "write_bundle"]

@@ -78,6 +78,20 @@ def machine_warning(table: LatencyTable) -> str | None:
             f"on this machine: run `nas latency check --table {table.where}`")
 
 
+_warned: set[str] = set()
+
+
+def warn_if_foreign(table: LatencyTable) -> str | None:
+    """Print `machine_warning` on stderr, once per table and process; returns it (None: same machine)."""
+    import sys
+
+    message = machine_warning(table)
+    if message and table.where not in _warned:
+        _warned.add(table.where)
+        print(message, file=sys.stderr, flush=True)
+    return message
+
+
 # ---------------------------------------------------------------------- canaries
 def canary_archs(space: "SearchSpace") -> list[tuple[str, Arch]]:
     """The space's presets and `CANARY_RANDOM` fixed random archs, at its largest resolution."""

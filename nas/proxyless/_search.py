@@ -308,6 +308,10 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
         raise ProxylessError(f"ProxylessNAS needs a latency table with expected() (a nas.latency.LatencyTable), "
                              f"got {type(table).__name__}; the MACs proxy cannot drive it")
     table.check_covers(space)
+    if getattr(table, "metadata", None) is not None:  # a table measured on another machine: say so once
+        from nas.latency import warn_if_foreign
+
+        warn_if_foreign(table)
     t0 = time.perf_counter()
     net = build_network(space, config, seed)
     search = ProxylessSearch(net, table, config, seed)
