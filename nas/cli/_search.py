@@ -34,7 +34,7 @@ def _search(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"
               + (f", {r.stale_failed} stale trial(s) of dead workers marked failed" if r.stale_failed else ""))
-    _print_report(report(config.run_dir))
+    _print_report(report(config.run_dir), machine_warnings=False)  # said at the start already
     return 0
 
 
@@ -48,15 +48,17 @@ def _results(args: argparse.Namespace) -> int:
         for m in measure_best(args.run, args.budget_ms):
             print(f"best arch (trial {m['trial']}, {m['strategy']}): accuracy {m['accuracy']:.4f}, latency on "
                   f"{m['table']}: predicted {m['predicted_ms']:.3f} ms, measured {m['measured_ms']:.3f} ms "
-                  f"({m['error_pct']:+.1f}%)")
+                  f"({m['error_pct']:+.1f}%); table check here: {m['check']} ({m['check_reason']})")
     return 0
 
 
-def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
+def _print_report(rep, machine_warnings: bool = True) -> None:  # noqa: ANN001 - nas.experiment.RunReport
     import pandas as pd
 
     if rep.stand_ins:
         print(f"\nnote: {rep.stand_ins.notice()}")
+    for line in rep.machine_warnings if machine_warnings else ():
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     with pd.option_context("display.width", 160, "display.max_colwidth", 70):
         print("\nbest arch within each budget:")
         best = rep.best.drop(columns=["arch"], errors="ignore")

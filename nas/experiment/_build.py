@@ -266,6 +266,16 @@ class SearchSetup:
     evaluator: EvaluatorBase
     budget_ms: float | None
     stand_ins: StandIns
+    machine_warnings: list[str]
+    """One line per latency table measured on another machine or runtime (`machine_warnings`)."""
+
+
+def machine_warnings(sources: Sequence[LatencySource]) -> list[str]:
+    """A line for each table of `sources` whose fingerprint differs from this machine's."""
+    from nas.latency import LatencyTable, machine_warning
+
+    tables = [s.table for s in sources if isinstance(getattr(s, "table", None), LatencyTable)]
+    return [w for w in (machine_warning(t) for t in tables) if w]
 
 
 def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = None) -> SearchSetup:
@@ -287,4 +297,4 @@ def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = 
         raise ConfigError(f"run_dir: {config.run_dir!r} exists and is not a folder")
     check_storage(config)
     evaluator = build_evaluator(config, space, sources)
-    return SearchSetup(config, space, sources, evaluator, budget_ms, StandIns.of(config))
+    return SearchSetup(config, space, sources, evaluator, budget_ms, StandIns.of(config), machine_warnings(sources))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from nas._arch import Arch
+from nas._errors import HwnasError
 from nas.experiment._config import ConfigError, ExperimentConfig, config_from_dict
 from nas.experiment._pareto import hypervolume, pareto_mask
 from nas.experiment._build import open_storage, storage_url
@@ -178,6 +179,8 @@ class RunReport:
     """Reference archs evaluated by the run (presets.json): name -> arch, result (or error)."""
     stand_ins: StandIns
     """The run's stand-ins (MACs proxy, synthetic accuracy): `notice()` is "" when there are none."""
+    machine_warnings: list[str] = field(default_factory=list)
+    """One line per latency table of the run measured on another machine than this one."""
 
 
 def run_budget_ms(run_dir: str | Path) -> float | None:
@@ -213,7 +216,16 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     exported = None
     if export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
-    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins)
+    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, _machine_warnings(config))
+
+
+def _machine_warnings(config: ExperimentConfig) -> list[str]:
+    from nas.experiment._build import build_latency, build_space, machine_warnings
+
+    try:
+        return machine_warnings(build_latency(config, build_space(config)))
+    except HwnasError as err:  # a table moved or deleted since the search: say so, report the rest
+        return [f"the run's latency tables cannot be read here ({err})"]
 
 
 def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
@@ -230,7 +242,8 @@ def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
 def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str | Path | None = None
                  ) -> list[dict[str, Any]]:
     """Measure the best arch end to end on each table's backend (threads, protocol of the table):
-    predicted vs measured ms. Run under the CPU lock for valid figures."""
+    predicted vs measured ms, and `nas latency check`'s verdict on the table here. Run under the CPU
+    lock for valid figures."""
     from nas.experiment._build import build_latency, build_space
     from nas.evaluators import TableLatency
 
@@ -248,9 +261,14 @@ def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str 
         measured = float(measure_archs([arch], space, source.table, Path(work or Path(run_dir) / ".measure"),
                                        progress=False)[0])
         predicted = float(source.predict_many([arch])[0])
+        from nas.latency import check_table
+
+        verdict = check_table(source.table, space, Path(work or Path(run_dir) / ".measure") / "check",
+                              progress=False)
         out.append({"table": source.name, "trial": int(row.trial), "strategy": row.strategy,
                     "accuracy": float(row.accuracy), "predicted_ms": predicted, "measured_ms": measured,
-                    "error_pct": 100 * (predicted - measured) / measured})
+                    "error_pct": 100 * (predicted - measured) / measured, "check": verdict.verdict,
+                    "check_reason": verdict.reason})
     return out
 
 

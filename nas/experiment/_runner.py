@@ -83,8 +83,10 @@ def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource], 
             raise ConfigError(f"run folder {str(run)!r} holds a different experiment (keys {diff} differ); "
                               "use another run_dir or the same config")
     _atomic_write(saved_path, yaml.safe_dump(resolved, sort_keys=False))
+    from nas._device._fingerprint import fingerprint
+
     meta = {"hwnas_version": nas.__version__, "optuna_version": optuna.__version__,
-            "storage": storage_url(config), "budget_ms": budget_ms,
+            "storage": storage_url(config), "budget_ms": budget_ms, "machine": fingerprint(),
             "tables": [_source_metadata(s) for s in sources]}
     _atomic_write(run / "meta.json", json.dumps(meta, indent=2, default=str))
     return run
@@ -325,7 +327,8 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None, strate
                notice: Callable[[str], None] | None = None) -> list[WorkerReport]:
     """Run (or resume, or join as one more worker) every strategy of `config` (or those labelled
     `strategies`). The whole config is checked first (`prepare_search`): a bad one writes nothing.
-    `notice` gets one line naming the stand-ins (MACs proxy, synthetic accuracy) when there are any."""
+    `notice` gets one line naming the stand-ins (MACs proxy, synthetic accuracy) when there are any,
+    and one per latency table measured on another machine."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     labels = [sc.key for sc in config.strategies]
     unknown = sorted(set(strategies or ()) - set(labels))
@@ -334,6 +337,8 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None, strate
     setup = prepare_search(config, strategies)
     if notice is not None and setup.stand_ins:
         notice(setup.stand_ins.notice())
+    for line in setup.machine_warnings if notice is not None else ():
+        notice(line)
     space, sources, evaluator, budget_ms = setup.space, setup.sources, setup.evaluator, setup.budget_ms
     prepare_run_dir(config, sources, budget_ms)
     storage = open_storage(storage_url(config))
