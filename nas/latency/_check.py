@@ -42,6 +42,8 @@ UNIFORM_PCT = 6.0
 """Canaries whose ratios sit within this many percent of their common factor drift uniformly."""
 NOISY_PCT = 5.0
 """A noise floor (median spread of repeated canary passes) above this is too noisy for a table."""
+MAX_TOLERANCE_PCT = 10.0
+"""The tolerances widen with the noise floor up to this; past it the check says it cannot tell."""
 
 EXIT_CODES = {"MATCH": 0, "DRIFT": 3, "REBUILD": 4}
 
@@ -171,7 +173,7 @@ def tolerances(noise_here_pct: float, noise_table_pct: float) -> tuple[float, fl
     """(match %, uniform %): the base tolerances, widened to a third of the larger noise floor. The
     noise floor is the range of one network's pass medians; the median over 5-7 passes moves by
     about a quarter of that range, and a ratio of two such medians by about a third."""
-    noise = max(noise_here_pct, noise_table_pct) / 3.0
+    noise = min(max(noise_here_pct, noise_table_pct) / 3.0, MAX_TOLERANCE_PCT)
     return max(MATCH_PCT, noise), max(UNIFORM_PCT, noise)
 
 
@@ -218,9 +220,12 @@ def check_table(table: LatencyTable, space: "SearchSpace", work: str | Path | No
     result = CheckResult(verdict, reason, factor, rows, diffs, record["noise_pct"], noise_table, match_pct,
                          uniform_pct, here, record)
     if record["noise_pct"] > NOISY_PCT:
+        capped = record["noise_pct"] / 3.0 > MAX_TOLERANCE_PCT
         result.notes.append(f"this machine is noisy now: the canaries' passes spread by a median "
                             f"{record['noise_pct']:.1f}% (> {NOISY_PCT:g}%); the tolerances widened to "
-                            f"{match_pct:.1f}% / {uniform_pct:.1f}%. Check again on a quieter machine.")
+                            f"{match_pct:.1f}% / {uniform_pct:.1f}%"
+                            + (" (their cap): too noisy to tell a drift from a changed cost structure"
+                               if capped else "") + ". Check again on a quieter machine.")
     return _with_build_command(result, table, space) if verdict == "REBUILD" else result
 
 
