@@ -248,7 +248,13 @@ def _show(args: argparse.Namespace) -> int:
     meta = {k: v for k, v in table.metadata.items() if k not in ("csv_sha256",)}
     cal = meta.pop("calibration", None)
     if cal:
-        cal = {k: v for k, v in cal.items() if k != "arch_ids"}
+        cal = {k: v for k, v in cal.items() if k not in ("arch_ids", "network_ms")}
+    if meta.get("canaries"):  # the canaries' names and latencies, not their arch JSON
+        meta["canaries"] = {**meta["canaries"], "archs": {c["name"]: c["latency_ms"] for c in meta["canaries"]["archs"]}}
+    if meta.get("fingerprint"):
+        from nas._device._fingerprint import describe
+
+        meta["machine"] = describe(meta["fingerprint"])
     print(json.dumps({**meta, "calibration": cal, "stability": table.summary()}, indent=2))
     if args.entries:
         for key in table.keys():
