@@ -273,6 +273,8 @@ def die_with_parent(parent_pid: int | None) -> None:
         except (OSError, AttributeError):  # no libc prctl (e.g. a static or unusual runtime): check only
             pass
     if parent_pid is not None and os.getppid() != parent_pid:
+        print(f"error: the build that started this pass (pid {parent_pid}) is gone (parent now {os.getppid()}); "
+              "exiting", file=sys.stderr, flush=True)
         os._exit(3)
 
 

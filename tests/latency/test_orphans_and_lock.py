@@ -126,6 +126,7 @@ def test_pass_worker_whose_parent_is_already_gone_exits(tmp_path):
         not_parent.kill()
         not_parent.wait()
     assert run.returncode == 3, (run.returncode, run.stderr)
+    assert f"(pid {not_parent.pid}) is gone" in run.stderr
     assert not (tmp_path / "nowhere").exists()
     ok = subprocess.run([sys.executable, "-m", "nas._device._runner", str(tmp_path / "nowhere"),
                          "--pass-name", "p0", "--parent-pid", str(os.getpid())], capture_output=True, text=True)
