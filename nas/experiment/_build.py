@@ -178,6 +178,17 @@ def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith((".log", ".journal"))
 
 
+def postgres_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL with the driver that is installed: SQLAlchemy 2.1 reads it as
+    psycopg 3, while `hwnas[postgres]` installs psycopg2."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL; a path ending in .log/.journal (or journal:PATH) is a journal file."""
     import warnings
@@ -187,6 +198,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+    url = postgres_driver(url)
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     with warnings.catch_warnings():

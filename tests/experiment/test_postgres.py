@@ -105,3 +105,16 @@ def test_four_workers_one_killed_mid_trial_on_postgres(tmp_path) -> None:
                    for t in trials if t.state == optuna.trial.TrialState.FAIL and t.number != killed_number)
     finally:
         optuna.delete_study(study_name=study_name, storage=storage)
+
+
+def test_a_bare_postgresql_url_uses_the_installed_driver() -> None:
+    """``postgresql://`` as the README's older form and most tools write it opens with psycopg2."""
+    bare = "postgresql://" + URL.split("://", 1)[1]
+    storage = open_storage(bare)
+    name = f"pgbare{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=storage)
+    try:
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+        assert len(optuna.load_study(study_name=name, storage=open_storage(bare)).trials) == 1
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
