@@ -7,6 +7,7 @@ distillation; ``SharedWeightEvaluator`` measures archs with recalibrated batch n
 """
 
 from nas.supernet._bn import recalibrate_bn, recalibrated, resize
+from nas.supernet._checkpoint import slim_checkpoint
 from nas.supernet._evaluate import SharedWeightEvaluator, accuracy
 from nas.supernet._extract import extract, load_extracted, save_extracted
 from nas.supernet._predictor import (
@@ -18,6 +19,7 @@ from nas.supernet._predictor import (
 )
 from nas.supernet._ops import ActiveWeights, BNParams, DynamicMBBlock, SupernetError
 from nas.supernet._supernet import ELASTIC, Supernet, check_space, extreme_arch, largest_arch, smallest_arch
+from nas.supernet._threads import note_default_threads
 from nas.supernet._train import (
     CheckpointError,
     ConfigError,
@@ -40,4 +42,6 @@ __all__ = ["ELASTIC", "AccuracyPredictor", "ActiveWeights", "BNParams", "Checkpo
            "SharedWeightEvaluator", "Supernet", "SupernetError", "TrainConfig", "TrainResult", "accuracy",
            "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_accuracy_predictor", "load_checkpoint", "make_evaluator",
            "kendall_tau", "load_extracted", "one_hot", "phase_space", "PredictorReport", "recalibrate_bn", "recalibrated", "resize", "sandwich",
-           "save_checkpoint", "save_extracted", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]
+           "save_checkpoint", "save_extracted", "slim_checkpoint", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]
+
+note_default_threads()  # torch's default, before `nas supernet train --threads` changes it

@@ -51,6 +51,23 @@ def _bn_slice(bn: nn.BatchNorm2d, n: int) -> BNParams:
     return BNParams(bn.weight[:n], bn.bias[:n], bn.running_mean[:n], bn.running_var[:n])
 
 
+def reachable_taps(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centre of an odd, same-padded depthwise `weight` that can reach a `height`×`width` map.
+
+    Every output centre lies on the map, so a tap more than ``size - 1`` pixels from the centre
+    only ever reads zero padding: cropping it (and its padding) leaves the output, the output size
+    and every gradient unchanged (the cropped taps get the zero gradient they would get anyway),
+    while a 7×7 kernel on the 1×1 and 2×2 maps of 28 px inputs shrinks to 1×1 and 3×3, whose
+    backward pass is 5-100x faster on CPU.
+    """
+    kh, kw = weight.shape[-2:]
+    th, tw = min(kh, 2 * height - 1), min(kw, 2 * width - 1)
+    if (th, tw) == (kh, kw) or kh % 2 == 0 or kw % 2 == 0:
+        return weight
+    top, left = (kh - th) // 2, (kw - tw) // 2
+    return weight[:, :, top:top + th, left:left + tw]
+
+
 def _transform_name(big: int, small: int) -> str:
     return f"{big}to{small}"
 
@@ -133,7 +150,8 @@ class DynamicMBBlock(nn.Module):
         act = _ACTS[self.act]
         mid = w.expand.shape[0]
         y = act(self._bn(F.conv2d(x, w.expand), self.expand.bn, w.expand_bn))
-        y = F.conv2d(y, w.dw, None, self.stride, spec.kernel // 2, 1, mid)
+        dw = reachable_taps(w.dw, y.shape[-2], y.shape[-1])
+        y = F.conv2d(y, dw, None, self.stride, (dw.shape[-2] // 2, dw.shape[-1] // 2), 1, mid)
         y = act(self._bn(y, self.dw.bn, w.dw_bn))
         if w.se is not None:
             rw, rb, ew, eb = w.se
@@ -194,4 +212,4 @@ def _permute(targets: list[tuple[torch.Tensor, int]], perm: torch.Tensor,
             t.copy_(t.index_select(dim, perm))
 
 
-__all__ = ["ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError"]
+__all__ = ["ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError", "reachable_taps"]
