@@ -47,6 +47,8 @@ def test_build_records_fingerprint_noise_and_canaries(built):
 
 @pytest.mark.parametrize("ratios, diffs, verdict", [
     ([1.01, 0.99, 1.02], [], "MATCH"),
+    ([1.06, 1.07, 1.065], [], "DRIFT"),                                     # 6.5% slower, uniformly
+    ([0.96, 1.055, 1.0], [], "MATCH"),                                      # noise around 1
     ([1.5, 1.52, 1.49], [], "DRIFT"),                                       # one factor
     ([1.0, 1.01, 0.99], [FieldDiff("cpu.model", 1, 167, True)], "DRIFT"),  # same speed, another CPU: never MATCH
     ([1.0, 1.6, 1.3], [], "REBUILD"),                                       # mixed
