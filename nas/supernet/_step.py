@@ -24,7 +24,7 @@ from nas.supernet._bn import resize
 from nas.supernet._supernet import Supernet, largest_arch, smallest_arch
 
 if TYPE_CHECKING:
-    from nas.supernet._train import Phase
+    from nas.supernet._config import Phase
 
 
 def lr_at(phase: "Phase", step: int) -> float:
