@@ -120,11 +120,16 @@ def runtime_fingerprint(backend: str, threads: int, version: str | None = None) 
 
 def fingerprint(backend: str | None = None, threads: int | None = None, version: str | None = None
                 ) -> dict[str, Any]:
-    """This machine's fingerprint; with `backend`, also the runtime's (recorded in a table)."""
+    """This machine's fingerprint; with `backend`, also the runtime's (recorded in a table).
+    `version`: the runtime's, when already known (default: asked of the installed runtime)."""
     out: dict[str, Any] = {"version": FINGERPRINT_VERSION, **cpu_fingerprint(),
                            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
                            "python": platform.python_version(), "numpy": np.__version__}
     if backend is not None:
+        if version is None:
+            from nas._device._runtimes import runtime_version
+
+            version = runtime_version(backend)
         out["runtime"] = runtime_fingerprint(backend, threads or 1, version)
     return out
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas._arch import BlockKey
-from nas.latency._check import canary_archs, here_fingerprint, table_fingerprint
+from nas.latency._check import canary_archs, canary_record, here_fingerprint, table_fingerprint
 from nas.latency._table import Calibration, LatencyTable, TableError, today
-from nas.latency._validate import ErrorReport, measure_archs, random_archs
+from nas.latency._validate import ErrorReport, default_work, measure_archs, random_archs
 from nas.latency._work import arch_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,8 +91,7 @@ def adapt(table: LatencyTable, space: "SearchSpace", out: str | Path, n: int = 3
     exclude = [arch_id(a, space.num_classes, space.in_channels) for _, a in canaries]
     archs = [a for _, a in canaries] + random_archs(space, n - len(canaries), seed, exclude)
     spreads: list[float] = []
-    base = table.path if table.path else Path("latency")
-    work = Path(work) if work else base.with_name(base.name + ".adapt.work")
+    work = Path(work) if work else default_work(table, "adapt")
     y = measure_archs(archs, space, table, work, progress, spreads=spreads, passes=passes)
     families = sorted({adapt_family(k) for k in table.keys()})
     x = _design(table, space, archs, families)
@@ -117,14 +116,9 @@ def adapt(table: LatencyTable, space: "SearchSpace", out: str | Path, n: int = 3
                                         passes=passes, model_note="adapted: per-family factors in the entries",
                                         arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs],
                                         network_ms=[float(v) for v in y]))
-    ids = {arch_id(a, space.num_classes, space.in_channels): (m, s) for a, m, s in zip(archs, y, spreads)}
     adapted.metadata["fingerprint"] = here_fingerprint(table)
-    adapted.metadata["canaries"] = {
-        "date": today(), "passes": passes, "noise_pct": round(float(np.median(spreads[:len(canaries)])), 3),
-        "archs": [{"name": name, "id": arch_id(a, space.num_classes, space.in_channels), "arch": a.to_json(),
-                   "latency_ms": float(ids[arch_id(a, space.num_classes, space.in_channels)][0]),
-                   "spread_pct": round(float(ids[arch_id(a, space.num_classes, space.in_channels)][1]), 3)}
-                  for name, a in canaries]}
+    k = len(canaries)  # the first networks measured are the canaries
+    adapted.metadata["canaries"] = canary_record(space, canaries, y[:k], spreads[:k], passes)
     seconds = time.perf_counter() - started
     report = {"from": table.where, "date": today(), "n": n, "seed": seed, "passes": passes, "ridge": ridge,
               "loo_mape_pct": round(loo[ridge], 3), "fit_mape_pct": round(fit.mape_pct, 3),

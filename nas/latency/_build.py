@@ -38,10 +38,11 @@ def space_info(space: "SearchSpace", resolutions: Iterable[int] | None) -> dict[
 
 def table_metadata(backend: str, threads: int, device_name: str, protocol: Protocol,
                    backend_options: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    version = runtime_version(backend)
     return {"format_version": FORMAT_VERSION, "device_name": device_name, "backend": backend,
-            "backend_version": runtime_version(backend), "backend_options": dict(backend_options),
+            "backend_version": version, "backend_options": dict(backend_options),
             "threads": threads, "batch_size": 1, "dtype": "float32", "device": device_info(),
-            "fingerprint": fingerprint(backend, threads, runtime_version(backend)), "date": today(),
+            "fingerprint": fingerprint(backend, threads, version), "date": today(),
             "tool_version": f"hwnas {__version__}", "protocol": protocol.to_dict(), **dict(info or {})}
 
 
@@ -105,7 +106,6 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
             elif progress:
                 log(f"build: noise floor {noise:.1f}% (spread of repeated passes; < {NOISY_PCT:g}% is quiet)")
         keys = space.all_block_keys(resolutions)
-        work = work_folder(out)
         resumed = (work / "manifest.json").exists()
         entries = key_entries(keys, backend)
         write_work(work, backend, entries, protocol, info, options, progress)

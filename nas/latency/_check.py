@@ -28,7 +28,7 @@ import numpy as np
 from nas._arch import Arch
 from nas._device._fingerprint import FieldDiff, describe, fingerprint, fingerprint_diff
 from nas.latency._table import Calibration, LatencyTable, TableError, today
-from nas.latency._validate import measure_archs
+from nas.latency._validate import default_work, measure_archs
 from nas.latency._work import arch_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,10 +57,7 @@ def table_fingerprint(table: LatencyTable) -> dict[str, Any] | None:
 
 def here_fingerprint(table: LatencyTable) -> dict[str, Any]:
     """This machine's fingerprint with the table's runtime (backend, this machine's version, threads)."""
-    from nas._device._runtimes import runtime_version
-
-    backend = table.metadata["backend"]
-    return fingerprint(backend, int(table.metadata["threads"]), runtime_version(backend))
+    return fingerprint(table.metadata["backend"], int(table.metadata["threads"]))
 
 
 def machine_diffs(table: LatencyTable) -> list[FieldDiff]:
@@ -126,25 +123,26 @@ def measure_canaries(table: LatencyTable, space: "SearchSpace", passes: int = CA
     as ``metadata["canaries"]`` (date, passes, noise floor, each canary's arch and latency)."""
     archs = list(archs if archs is not None else canary_archs(space))
     spreads: list[float] = []
-    work = Path(work) if work else _work(table, "canaries")
+    work = Path(work) if work else default_work(table, "canaries")
     measured = measure_archs([a for _, a in archs], space, table, work, progress, spreads=spreads, passes=passes)
+    return canary_record(space, archs, measured, spreads, passes)
+
+
+def canary_record(space: "SearchSpace", archs: Sequence[tuple[str, Arch]], measured_ms: Sequence[float],
+                  spreads: Sequence[float], passes: int) -> dict[str, Any]:
+    """``metadata["canaries"]`` from named archs measured here (latency and pass spread of each)."""
     return {"date": today(), "passes": passes, "noise_pct": round(float(np.median(spreads)), 3),
             "archs": [{"name": n, "id": arch_id(a, space.num_classes, space.in_channels), "arch": a.to_json(),
                        "latency_ms": float(m), "spread_pct": round(float(s), 3)}
-                      for (n, a), m, s in zip(archs, measured, spreads)]}
+                      for (n, a), m, s in zip(archs, measured_ms, spreads)]}
 
 
 def noise_floor(table: LatencyTable, space: "SearchSpace", passes: int = CANARY_PASSES,
                 work: str | Path | None = None, progress: bool = False) -> float:
     """The machine's current noise: median spread (%) of repeated passes over the fixed canaries."""
     fixed = [(n, a) for n, a in canary_archs(space) if n.startswith("fixed-")]
-    record = measure_canaries(table, space, passes, work or _work(table, "noise"), progress, fixed)
+    record = measure_canaries(table, space, passes, work or default_work(table, "noise"), progress, fixed)
     return float(record["noise_pct"])
-
-
-def _work(table: LatencyTable, what: str) -> Path:
-    base = table.path if table.path else Path("latency")
-    return base.with_name(base.name + f".{what}.work")
 
 
 # ---------------------------------------------------------------------- the check

@@ -20,6 +20,7 @@ import numpy as np
 
 from nas._arch import Arch
 from nas._device._files import atomic_write_json, atomic_write_text
+from nas._device._fingerprint import fingerprint
 from nas._device._runner import measure
 from nas._device._timing import Protocol
 from nas.latency._table import Calibration, LatencyTable, TableError, today
@@ -121,14 +122,15 @@ def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int 
     those archs before and after."""
     table.check_covers(space)
     archs = random_archs(space, n, seed)
-    work = Path(work) if work else _default_work(table, "calibrate")
+    work = Path(work) if work else default_work(table, "calibrate")
     measured = measure_archs(archs, space, table, work, progress, passes=passes)
     compiled = table.compile(space)
     index = compiled.encode_indices(archs)
     summed, layers, _ = compiled.sum_and_layers(index)
     cal = Calibration.fit(summed, layers, compiled.weights_by_family(index), measured, seed=seed, date=today(), passes=passes,
                           arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs],
-                          network_ms=[float(m) for m in measured], fingerprint=_fingerprint(table))
+                          network_ms=[float(m) for m in measured],
+                          fingerprint=fingerprint(table.metadata["backend"], int(table.metadata["threads"])))
     mparams = compiled.sum_and_layers(index, cal.spill_families)[2]
     before, after = ErrorReport.of(summed, measured), ErrorReport.of(cal.apply(summed, layers, mparams), measured)
     cal.info.update(fit_mape_before_pct=round(before.mape_pct, 3), fit_mape_after_pct=round(after.mape_pct, 3))
@@ -159,16 +161,7 @@ def refit(table: LatencyTable, space: "SearchSpace") -> Calibration:
     return new
 
 
-def _fingerprint(table: LatencyTable) -> dict[str, Any]:
-    """This machine's fingerprint with the table's runtime (where the calibration was measured)."""
-    from nas._device._fingerprint import fingerprint
-    from nas._device._runtimes import runtime_version
-
-    backend = table.metadata["backend"]
-    return fingerprint(backend, int(table.metadata["threads"]), runtime_version(backend))
-
-
-def _default_work(table: LatencyTable, what: str) -> Path:
+def default_work(table: LatencyTable, what: str) -> Path:
     base = table.path if table.path else Path("latency")
     return base.with_name(base.name + f".{what}.work")
 
@@ -189,7 +182,7 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
             for r in space.resolutions:
                 archs.append(space.preset(name, resolution=r))
                 groups.append(name)
-    work = Path(work) if work else _default_work(table, "validate")
+    work = Path(work) if work else default_work(table, "validate")
     spreads: list[float] = []
     measured = measure_archs(archs, space, table, work, progress, spreads=spreads, passes=passes)
     compiled = table.compile(space)
