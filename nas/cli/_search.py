@@ -34,13 +34,16 @@ def _search(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"
               + (f", {r.stale_failed} stale trial(s) of dead workers marked failed" if r.stale_failed else ""))
-    _print_report(report(config.run_dir), machine_warnings=False)  # said at the start already
+    _print_report(report(config.run_dir))
     return 0
 
 
 def _results(args: argparse.Namespace) -> int:
     from nas.experiment import report
+    from nas.experiment._results import run_machine_warnings
 
+    for line in run_machine_warnings(args.run):  # `nas search` says these at its start
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     _print_report(report(args.run, export_best=args.export_best, budget_ms=args.budget_ms))
     if args.measure:
         from nas.experiment._results import measure_best
@@ -52,13 +55,11 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(rep, machine_warnings: bool = True) -> None:  # noqa: ANN001 - nas.experiment.RunReport
+def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
     import pandas as pd
 
     if rep.stand_ins:
         print(f"\nnote: {rep.stand_ins.notice()}")
-    for line in rep.machine_warnings if machine_warnings else ():
-        print(f"warning: {line}", file=sys.stderr, flush=True)
     with pd.option_context("display.width", 160, "display.max_colwidth", 70):
         print("\nbest arch within each budget:")
         best = rep.best.drop(columns=["arch"], errors="ignore")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,6 @@ class RunReport:
     """Reference archs evaluated by the run (presets.json): name -> arch, result (or error)."""
     stand_ins: StandIns
     """The run's stand-ins (MACs proxy, synthetic accuracy): `notice()` is "" when there are none."""
-    machine_warnings: list[str] = field(default_factory=list)
-    """One line per latency table of the run measured on another machine than this one."""
 
 
 def run_budget_ms(run_dir: str | Path) -> float | None:
@@ -216,12 +214,14 @@ def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms
     exported = None
     if export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
-    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, _machine_warnings(config))
+    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins)
 
 
-def _machine_warnings(config: ExperimentConfig) -> list[str]:
+def run_machine_warnings(run_dir: str | Path) -> list[str]:
+    """One line per latency table of the run measured on another machine than this one."""
     from nas.experiment._build import build_latency, build_space, machine_warnings
 
+    config = load_run_config(run_dir)
     try:
         return machine_warnings(build_latency(config, build_space(config)))
     except HwnasError as err:  # a table moved or deleted since the search: say so, report the rest
