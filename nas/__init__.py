@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "nas._errors": ["HwnasError"],
     "nas._arch": ["Arch", "ArchError", "BlockKey", "BlockSpec", "HeadSpec", "make_divisible"],
+    "nas._codec": ["Codec"],
     "nas._space": ["SearchSpace", "SpaceError", "list_presets", "list_spaces", "load_preset", "load_space"],
     "nas._model": ["build_block", "build_model", "count_macs", "count_params", "layer_table"],
 }
@@ -26,6 +27,7 @@ __all__ = sorted(_WHERE) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from nas._errors import HwnasError
     from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, make_divisible
+    from nas._codec import Codec
     from nas._model import build_block, build_model, count_macs, count_params, layer_table
     from nas._space import SearchSpace, SpaceError, list_presets, list_spaces, load_preset, load_space
 

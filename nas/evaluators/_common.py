@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nas._arch import Arch
+from nas._codec import Codec
 from nas._space import SearchSpace
 from nas.evaluators._latency import LatencySource, _key_macs, _key_params
 from nas.evaluators._result import Result
@@ -18,8 +19,6 @@ class EvaluatorBase:
     name = "evaluator"
 
     def __init__(self, space: SearchSpace, latency: Sequence[LatencySource] = ()) -> None:
-        from nas.strategies._codec import Codec
-
         self.space = space
         self.codec = Codec.of(space)  # validates archs (cached per arch)
         self.latency_sources = list(latency)

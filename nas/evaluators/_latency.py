@@ -15,6 +15,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from nas._arch import Arch, BlockKey
+from nas._codec import Codec
 from nas._errors import HwnasError
 from nas._space import SearchSpace
 
@@ -90,8 +91,6 @@ class TableLatency:
     def __init__(self, table: Any, space: SearchSpace, name: str | None = None, check: bool = True) -> None:
         self.table = table
         self.space = space
-        from nas.strategies._codec import Codec
-
         self._codec = Codec.of(space)
         self.name = name or str(getattr(table, "name", None) or getattr(table, "path", "table"))
         if check:

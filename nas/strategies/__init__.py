@@ -7,7 +7,7 @@
 """
 
 from nas.strategies._base import Strategy
-from nas.strategies._codec import Codec
+from nas._codec import Codec
 from nas.strategies._evolution import Evolution, EvolutionConfig
 from nas.strategies._factory import STRATEGIES, make_config, make_strategy, strategy_names
 from nas.strategies._objective import (

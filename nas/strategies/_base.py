@@ -16,7 +16,7 @@ import numpy as np
 
 from nas._arch import Arch
 from nas._space import SearchSpace
-from nas.strategies._codec import Codec
+from nas._codec import Codec
 from nas.strategies._objective import InfeasibleBudgetError, LatencyFn, Objective, ResultLike
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import nas
 from nas.evaluators import MacsProxy, PredictorEvaluator, Result, SyntheticEvaluator, TrainEvaluator
-from nas.strategies import Codec
+from nas import Codec
 
 
 @pytest.fixture(scope="module")

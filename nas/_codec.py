@@ -1,25 +1,39 @@
-"""Archs as integer vectors: one option index per named choice of `SearchSpace.dims`.
+"""The one mapping between archs and numbers: option-index rows, one-hot vectors, choice dicts.
 
-Strategies keep populations as ``(n, len(dims))`` int matrices so that sampling, mutation and
-crossover of a whole generation are single numpy operations; `decode` turns a row back into an
-`Arch` and `encode` an arch into its row (cached, archs are hashable).
+A row holds one option index per named choice of `SearchSpace.dims` (in that order). Strategies
+keep populations as ``(n, len(dims))`` int matrices so that sampling, mutation and crossover of a
+whole generation are single numpy operations; latency tables and accuracy predictors take the same
+rows. `option_index` is the one rule by which a value matches an option.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import re
 import weakref
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from nas._arch import Arch
-from nas._space import SearchSpace
 
+if TYPE_CHECKING:  # pragma: no cover
+    from nas._space import SearchSpace
 
 _SHARED: "weakref.WeakKeyDictionary[SearchSpace, Codec]" = weakref.WeakKeyDictionary()
 _LAYER_DIM = re.compile(r"^s(\d+)\.l(\d+)\.(\w+)$")
+
+
+def option_index(options: Sequence[Any], value: Any) -> int:
+    """Index of the option `value` names: an equal option of its own type first, else an equal
+    number (True never matches 1, nor 1.0 '1'); `ValueError` when none does."""
+    for i, o in enumerate(options):
+        if type(o) is type(value) and o == value:
+            return i
+    for i, o in enumerate(options):
+        if (isinstance(o, (int, float)) and isinstance(value, (int, float)) and not isinstance(o, bool)
+                and not isinstance(value, bool) and o == value):
+            return i
+    raise ValueError(f"{value!r} is not one of {list(options)}")
 
 
 class Codec:
@@ -31,14 +45,14 @@ class Codec:
     """
 
     @classmethod
-    def of(cls, space: SearchSpace) -> "Codec":
+    def of(cls, space: "SearchSpace") -> "Codec":
         """The codec of `space`, shared (a cache keyed by the space object; never changes results)."""
         codec = _SHARED.get(space)
         if codec is None:
             codec = _SHARED[space] = cls(space)
         return codec
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: "SearchSpace") -> None:
         self.space = space
         self.dims = space.dims
         self.names: list[str] = list(self.dims)
@@ -68,14 +82,20 @@ class Codec:
         # the depth rule is all `space.encode` does unless a stage chooses skip or width (aliasing)
         self._rule_exact = not any(re.match(r"^s\d+\.(skip|width)$", n) for n in self.names)
 
+    def active(self, rows: np.ndarray) -> np.ndarray:
+        """Bool matrix like `rows`: whether each choice exists (False: a layer beyond its stage's depth)."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
+        out = np.ones(rows.shape, dtype=bool)
+        for k, layer, (dcol, dvals) in zip(self._layer_cols, self._layer_idx, self._depth_of):
+            out[:, k] = (dvals[rows[:, dcol]] if dcol is not None else dvals) > layer
+        return out
+
     def canonical(self, rows: np.ndarray) -> np.ndarray:
         """Rows with the choices of inactive layers reset (what `encode(decode(row))` gives)."""
         rows = np.array(rows, dtype=np.int64, copy=True)
         single = rows.ndim == 1
         rows = np.atleast_2d(rows)
-        for k, layer, (dcol, dvals) in zip(self._layer_cols, self._layer_idx, self._depth_of):
-            depth = dvals[rows[:, dcol]] if dcol is not None else dvals
-            rows[:, k] = np.where(depth > layer, rows[:, k], 0)
+        rows = np.where(self.active(rows), rows, 0)
         if not self._rule_exact:
             rows = np.stack([self._slow_encode(self._decode_raw(r)) for r in rows])
         return rows[0] if single else rows
@@ -95,17 +115,17 @@ class Codec:
         return row
 
     def _slow_encode(self, arch: Arch) -> np.ndarray:
-        choices = self.space.encode(arch)
-        return np.array([_index(opts, choices[name]) for name, opts in zip(self.names, self.options)],
-                        dtype=np.int64)
+        return self.row_from_choices(self.space.encode(arch))
 
     def _decode_raw(self, row: Sequence[int] | np.ndarray) -> Arch:
-        return self.space.decode({n: o[int(i)] for n, o, i in zip(self.names, self.options, row)})
+        return self.space.decode(self.choices(row))
 
-    def encode_many(self, archs: Sequence[Arch]) -> np.ndarray:
+    def encode_many(self, archs: Sequence[Arch | Mapping[str, Any]]) -> np.ndarray:
+        """Rows of many archs (or `space.encode`-style dicts, taken as they are)."""
+        archs = list(archs)
         if not archs:
             return np.zeros((0, self.ndims), dtype=np.int64)
-        return np.stack([self.encode(a) for a in archs])
+        return np.stack([self.encode(a) if isinstance(a, Arch) else self.row_from_choices(a) for a in archs])
 
     def decode(self, row: Sequence[int] | np.ndarray) -> Arch:
         return self.decode_many(np.asarray(row, dtype=np.int64)[None])[0]
@@ -134,8 +154,17 @@ class Codec:
         """The `space.encode`-style dict of a row."""
         return {n: o[int(i)] for n, o, i in zip(self.names, self.options, row)}
 
-    def row_from_choices(self, choices: dict) -> np.ndarray:
-        return np.array([_index(o, choices[n]) for n, o in zip(self.names, self.options)], dtype=np.int64)
+    def row_from_choices(self, choices: Mapping[str, Any]) -> np.ndarray:
+        """The row of a `space.encode`-style dict (`KeyError`/`ValueError` naming a bad choice)."""
+        row = np.zeros(self.ndims, dtype=np.int64)
+        for k, (name, opts) in enumerate(zip(self.names, self.options)):
+            if name not in choices:
+                raise KeyError(f"choices lack {name!r} (space {self.space.name!r})")
+            try:
+                row[k] = option_index(opts, choices[name])
+            except ValueError:
+                raise ValueError(f"{name}={choices[name]!r} is not one of {list(opts)}") from None
+        return row
 
     # ------------------------------------------------------------------ vectorized operators
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -152,22 +181,15 @@ class Codec:
         return np.where(rng.random(a.shape) < 0.5, a, b)
 
     def one_hot(self, rows: np.ndarray) -> np.ndarray:
-        """Float features (one column per option of every choice), e.g. for predictors."""
+        """float32 ``(n, sum of option counts)``: one block per choice, e.g. for predictors; the
+        blocks of layers beyond their stage's depth are all zeros (their choices do not exist)."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
         offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         out = np.zeros((len(rows), int(self.sizes.sum())), dtype=np.float32)
-        out[np.arange(len(rows))[:, None], rows + offsets] = 1.0
+        out[np.arange(len(rows))[:, None], rows + offsets] = self.active(rows)
         return out
 
     def ordinal(self, rows: np.ndarray) -> np.ndarray:
         """Each choice's option index scaled to [0, 1] (0 for single-option choices)."""
         return rows / np.maximum(self.sizes - 1, 1)
 
-
-def _index(options: tuple, value: object) -> int:
-    for i, o in enumerate(options):
-        if type(o) is type(value) and o == value:
-            return i
-    for i, o in enumerate(options):
-        if o == value and not isinstance(o, bool) and not isinstance(value, bool):
-            return i
-    raise ValueError(f"{value!r} is not one of {list(options)}")
