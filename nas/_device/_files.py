@@ -1,18 +1,16 @@
-"""Atomic file writes and the latency-table CSV layout (one column per `BlockKey` field)."""
+"""The latency-table CSV layout (one column per `BlockKey` field) and its atomic writing."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-import json
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from nas._arch import BlockKey
+from nas._atomic import atomic_write, atomic_write_json
 
 FORMAT_VERSION = 1
 """Version of the table layout (CSV columns + JSON sidecar fields)."""
@@ -21,34 +19,6 @@ STAT_COLUMNS = ("latency_ms", "mean_ms", "std_ms", "p90_ms", "count", "passes", 
                 "remeasured", "flagged")
 COLUMNS = KEY_COLUMNS + STAT_COLUMNS
 _INT_KEY_FIELDS = {f.name for f in fields(BlockKey) if f.type in ("int", int)}
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def sha256_text(text: str) -> str:
@@ -104,6 +74,6 @@ def write_table(path: str | Path, rows: Iterable[tuple[BlockKey, Mapping[str, An
     meta = {"format_version": FORMAT_VERSION, "batch_size": 1, "dtype": "float32", **dict(metadata)}
     meta["entries"] = len(rows)
     meta["csv_sha256"] = sha256_text(text)
-    atomic_write_text(path, text)
+    atomic_write(path, text)
     atomic_write_json(sidecar_path(path), meta)
     return meta

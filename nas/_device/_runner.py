@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from nas._device._files import atomic_write_json
+from nas._atomic import atomic_write_json
 from nas._device._runtimes import open_model
 from nas._device._timing import PassStats, Protocol, core_spread_pct, combine_passes, spread_pct, time_pass
 from nas._errors import HwnasError

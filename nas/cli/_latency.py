@@ -158,7 +158,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
 
-        from nas._device._files import atomic_write_json
+        from nas._atomic import atomic_write_json
 
         data = {k: v for k, v in asdict(result).items() if k != "canaries_here"}
         atomic_write_json(args.json, {**data, "table": table.where, "exit_code": result.exit_code})

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from nas._atomic import atomic_path
 from nas._errors import HwnasError
 
 
@@ -17,25 +16,19 @@ class ExportError(HwnasError):
 
 @contextlib.contextmanager
 def atomic_export(module: Any, path: Path, what: str) -> Iterator[str]:
-    """Yield a temporary file name to write `module` to; on success it replaces `path` (mode 644).
+    """Yield a temporary file name to write `module` to; on success it replaces `path` (`atomic_path`).
 
     `module` is in eval mode inside and gets its training flag back afterwards; a failure raises
     `ExportError` naming the `what` format, the module and `path`, and leaves no temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
     module.eval()
-    fd, tmp = tempfile.mkstemp(suffix=f"{path.suffix}.tmp", dir=path.parent)
-    os.close(fd)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            yield str(tmp)
     except ExportError:
         raise
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise ExportError(f"{what} export of {type(module).__name__} to {str(path)!r} failed: {err}") from err
     finally:
         module.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

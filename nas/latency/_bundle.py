@@ -4,15 +4,14 @@ torch-free runner code, in one zip (`nas.device_runner` measures it; `import_mea
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from nas import __version__
+from nas._atomic import atomic_path
 from nas._device._runtimes import FILE_BACKENDS
 from nas._device._timing import Protocol
 from nas.latency._backends import BackendError
@@ -23,7 +22,7 @@ from nas.latency._work import key_entries, write_work
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
 
-RUNNER_FILES = ("nas/__init__.py", "nas/_errors.py", "nas/_arch.py", "nas/device_runner.py",
+RUNNER_FILES = ("nas/__init__.py", "nas/_errors.py", "nas/_atomic.py", "nas/_arch.py", "nas/device_runner.py",
                 "nas/_device/__init__.py", "nas/_device/_files.py", "nas/_device/_fingerprint.py", "nas/_device/_runner.py",
                 "nas/_device/_runtimes.py", "nas/_device/_timing.py")
 """The torch-free code a bundle carries, so ``PYTHONPATH=bundle.zip python -m nas.device_runner`` works."""
@@ -44,19 +43,12 @@ def write_bundle(space: "SearchSpace", backend: str, out: str | Path, resolution
     work = out.with_name(out.name + ".work")  # resumable export
     write_work(work, backend, entries, protocol or Protocol(), info, {}, progress)
     root = resources.files("nas").joinpath("..")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".zip.tmp", dir=out.parent)
-    try:
-        with open(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(work / "manifest.json", "manifest.json")
-            for e in entries:
-                z.write(work / e["file"], e["file"])
-            for name in RUNNER_FILES:
-                z.writestr(name, root.joinpath(name).read_text())
-        os.chmod(tmp, 0o644)
-        Path(tmp).replace(out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(work / "manifest.json", "manifest.json")
+        for e in entries:
+            z.write(work / e["file"], e["file"])
+        for name in RUNNER_FILES:
+            z.writestr(name, root.joinpath(name).read_text())
     shutil.rmtree(work, ignore_errors=True)
     return out
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nas._arch import Arch
-from nas._device._files import atomic_write_json, atomic_write_text
+from nas._atomic import atomic_write, atomic_write_json
 from nas._device._fingerprint import fingerprint
 from nas._device._runner import measure
 from nas._device._timing import Protocol
@@ -215,7 +215,7 @@ def write_validation(report: Mapping[str, Any], out_dir: str | Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    atomic_write_text(out_dir / "validate.csv", buf.getvalue())
+    atomic_write(out_dir / "validate.csv", buf.getvalue())
     atomic_write_json(out_dir / "validate.json", {k: v for k, v in report.items() if k != "rows"})
     import matplotlib
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from nas._arch import Arch, BlockKey
-from nas._device._files import atomic_write_json
+from nas._atomic import atomic_write_json
 from nas._device._runner import MANIFEST, MANIFEST_FORMAT
 from nas._device._timing import Protocol
 from nas.latency._backends import check_backend, model_file, prepare

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from nas._arch import Arch
+from nas._atomic import atomic_path
 from nas._model import Network, build_model
 from nas.supernet._ops import DynamicMBBlock, SupernetError
 from nas.supernet._supernet import Supernet
@@ -41,16 +41,10 @@ _FORMAT = "hwnas-extracted-v1"
 def save_extracted(net: Network, path: str | os.PathLike[str]) -> None:
     """Write `net` as its arch (plain dict) plus state dict, atomically; `load_extracted` or
     ``nas.build_model(Arch.from_dict(d["arch"]), ...)`` + ``load_state_dict`` read it back."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {"format": _FORMAT, "arch": net.arch.to_dict(), "num_classes": net.num_classes,
                "in_channels": net.in_channels, "state_dict": net.state_dict()}
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_extracted(path: str | os.PathLike[str]) -> Network:
