@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 from nas._errors import HwnasError
@@ -140,6 +141,12 @@ class BlockKey:
     feature_channels: int = 0
     num_classes: int = 0
 
+    @classmethod
+    def of(cls, spec: BlockSpec, in_channels: int, in_hw: int) -> "BlockKey":
+        """The key of block `spec` run on `in_channels` × `in_hw` × `in_hw` inputs."""
+        return cls("block", spec.op, in_hw, in_channels, spec.out_channels, spec.kernel, spec.stride,
+                   spec.expand, spec.se, spec.skip, spec.act)
+
     @property
     def out_hw(self) -> int:
         return 1 if self.kind == "head" else conv_out_size(self.in_hw, self.kernel, self.stride)
@@ -219,8 +226,7 @@ class Arch:
         hw = conv_out_size(self.resolution, self.stem.kernel, self.stem.stride)
         channels = self.stem.out_channels
         for b in self.blocks:
-            keys.append(BlockKey("block", b.op, hw, channels, b.out_channels, b.kernel, b.stride,
-                                 b.expand, b.se, b.skip, b.act))
+            keys.append(BlockKey.of(b, channels, hw))
             hw = conv_out_size(hw, b.kernel, b.stride)
             channels = b.out_channels
         keys.append(BlockKey("head", "head", hw, channels, self.head.channels, act=self.head.act,
@@ -273,6 +279,65 @@ class Arch:
             return cls.from_dict(data)
         except ArchError as err:
             raise ArchError(f"{source}: {err}") from None
+
+
+# ---------------------------------------------------------------------- per-layer counters
+@lru_cache(maxsize=None)
+def key_params(key: BlockKey, bn_per_channel: int = 2) -> int:
+    """Parameters of one layer; each BN adds `bn_per_channel` per channel (2 trained, 1 folded into a bias)."""
+    b = bn_per_channel
+    if key.kind == "stem":
+        return key.kernel**2 * key.in_channels * key.out_channels + b * key.out_channels
+    if key.kind == "head":
+        n = key.in_channels * key.out_channels + b * key.out_channels
+        width = key.out_channels
+        if key.feature_channels:
+            n += key.out_channels * key.feature_channels
+            width = key.feature_channels
+        return n + width * key.num_classes + key.num_classes
+    spec, cin = key.block_spec(), key.in_channels
+    mid, cout = spec.mid_channels(cin), spec.out_channels
+    if spec.op == "conv":
+        n = spec.kernel**2 * cin * cout + b * cout
+    else:
+        n = spec.kernel**2 * mid + b * mid + mid * cout + b * cout
+        if spec.op == "mb":
+            n += cin * mid + b * mid
+    if spec.se:
+        r = spec.se_channels(cin)
+        n += 2 * mid * r + r + mid
+    return n
+
+
+def key_mparams(key: BlockKey) -> float:
+    """Million weights of one layer, BN folded into the convs (a bias per output channel)."""
+    return key_params(key, bn_per_channel=1) / 1e6
+
+
+@lru_cache(maxsize=None)
+def key_macs(key: BlockKey) -> int:
+    """Multiply-accumulates of one layer (convs and linear layers)."""
+    hw_out = key.out_hw
+    if key.kind == "stem":
+        return key.kernel ** 2 * key.in_channels * key.out_channels * hw_out ** 2
+    if key.kind == "head":
+        n = key.in_hw ** 2 * key.in_channels * key.out_channels
+        width = key.out_channels
+        if key.feature_channels:
+            n += key.out_channels * key.feature_channels
+            width = key.feature_channels
+        return n + width * key.num_classes
+    spec, cin, hw = key.block_spec(), key.in_channels, key.in_hw
+    mid = spec.mid_channels(cin)
+    if spec.op == "conv":
+        n = spec.kernel ** 2 * cin * spec.out_channels * hw_out ** 2
+    else:
+        n = spec.kernel ** 2 * mid * hw_out ** 2 + mid * spec.out_channels * hw_out ** 2
+        if spec.op == "mb":
+            n += cin * mid * hw ** 2
+    if spec.se:
+        n += 2 * mid * spec.se_channels(cin)
+    return n
 
 
 def _spec_from_dict(cls: type, data: Any, where: str) -> Any:

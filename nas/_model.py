@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas._arch import Arch, BlockKey, BlockSpec, HeadSpec
+from nas._arch import Arch, BlockKey, BlockSpec, HeadSpec, key_macs, key_params
 
 
 def make_act(name: str | None) -> nn.Module:
@@ -127,67 +127,14 @@ def build_block(key: BlockKey) -> nn.Module:
     raise ValueError(f"unknown block key kind {key.kind!r}")
 
 
-# ---------------------------------------------------------------------- counters
-def _conv_params(cin: int, cout: int, k: int, groups: int = 1, bn: bool = True) -> int:
-    return k * k * (cin // groups) * cout + (2 * cout if bn else 0)
-
-
-def _key_params(key: BlockKey) -> int:
-    if key.kind == "stem":
-        return _conv_params(key.in_channels, key.out_channels, key.kernel)
-    if key.kind == "head":
-        n = _conv_params(key.in_channels, key.out_channels, 1)
-        width = key.out_channels
-        if key.feature_channels:
-            n += key.out_channels * key.feature_channels
-            width = key.feature_channels
-        return n + width * key.num_classes + key.num_classes
-    spec, cin = key.block_spec(), key.in_channels
-    mid = spec.mid_channels(cin)
-    if spec.op == "conv":
-        n = _conv_params(cin, spec.out_channels, spec.kernel)
-    else:
-        n = _conv_params(mid, mid, spec.kernel, groups=mid) + _conv_params(mid, spec.out_channels, 1)
-        if spec.op == "mb":
-            n += _conv_params(cin, mid, 1)
-    if spec.se:
-        r = spec.se_channels(cin)
-        n += mid * r + r + r * mid + mid
-    return n
-
-
-def _key_macs(key: BlockKey) -> int:
-    hw_out = key.out_hw
-    if key.kind == "stem":
-        return key.kernel ** 2 * key.in_channels * key.out_channels * hw_out ** 2
-    if key.kind == "head":
-        n = key.in_hw ** 2 * key.in_channels * key.out_channels
-        width = key.out_channels
-        if key.feature_channels:
-            n += key.out_channels * key.feature_channels
-            width = key.feature_channels
-        return n + width * key.num_classes
-    spec, cin, hw = key.block_spec(), key.in_channels, key.in_hw
-    mid = spec.mid_channels(cin)
-    if spec.op == "conv":
-        n = spec.kernel ** 2 * cin * spec.out_channels * hw_out ** 2
-    else:
-        n = spec.kernel ** 2 * mid * hw_out ** 2 + mid * spec.out_channels * hw_out ** 2
-        if spec.op == "mb":
-            n += cin * mid * hw ** 2
-    if spec.se:
-        n += 2 * mid * spec.se_channels(cin)
-    return n
-
-
 def count_params(arch: Arch, num_classes: int = 1000, in_channels: int = 3) -> int:
     """Trainable parameters of `build_model(arch, ...)`, computed from the specs alone."""
-    return sum(_key_params(k) for k in arch.block_keys(num_classes, in_channels))
+    return sum(key_params(k) for k in arch.block_keys(num_classes, in_channels))
 
 
 def count_macs(arch: Arch, num_classes: int = 1000, in_channels: int = 3) -> int:
     """Multiply-accumulates of one forward pass at `arch.resolution` (convs and linear layers)."""
-    return sum(_key_macs(k) for k in arch.block_keys(num_classes, in_channels))
+    return sum(key_macs(k) for k in arch.block_keys(num_classes, in_channels))
 
 
 def layer_table(arch: Arch, num_classes: int = 1000, in_channels: int = 3) -> list[dict[str, object]]:
@@ -197,7 +144,7 @@ def layer_table(arch: Arch, num_classes: int = 1000, in_channels: int = 3) -> li
         name = key.kind if key.kind != "block" else f"block{i - 1}"
         rows.append({"layer": name, "spec": key.short(), "input": f"{key.in_channels}x{key.in_hw}x{key.in_hw}",
                      "output": f"{key.num_classes if key.kind == 'head' else key.out_channels}x{key.out_hw}x{key.out_hw}",
-                     "params": _key_params(key), "macs": _key_macs(key)})
+                     "params": key_params(key), "macs": key_macs(key)})
     return rows
 
 

@@ -37,7 +37,7 @@ class SpaceError(HwnasError, ValueError):
     """A search-space file, name or parameter is invalid."""
 
 
-def _parse_op(value: str) -> tuple[str, int | None]:
+def parse_op(value: str) -> tuple[str, int | None]:
     """'conv' -> ('conv', 1); 'mb6' -> ('mb', 6); 'mb' -> ('mb', None: expand chosen elsewhere)."""
     if value in _OP_ALIASES:
         return _OP_ALIASES[value]
@@ -147,7 +147,7 @@ class SearchSpace:
         stage = StageDef(int(stride), act, fixed,
                          {k: tuple(v) for k, v in choices.items()}, per_layer)
         for op in stage.options("op"):
-            base, expand = _parse_op(op)
+            base, expand = parse_op(op)
             if expand is None and "expand" not in choices and "expand" not in fixed:
                 raise SpaceError(f"{where}: op 'mb' needs an expand ratio (fixed or a choice)")
         if min(stage.options("depth")) < 1:
@@ -205,7 +205,7 @@ class SearchSpace:
         return Arch(int(choices["resolution"]), self.stem, tuple(stages), self.head)
 
     def _make_block(self, st: StageDef, get: Any, j: int, in_channels: int) -> BlockSpec:
-        op, expand = _parse_op(get("op", j))
+        op, expand = parse_op(get("op", j))
         if expand is None:
             expand = int(get("expand", j))
         out = self._scale(int(get("width", j)))
@@ -388,11 +388,11 @@ class SearchSpace:
                                 return picked[attr] if attr in picked else st.fixed[attr]
 
                             first = self._make_block(st, get, 0, channels)
-                            keys.add(_key(first, channels, hw))
+                            keys.add(BlockKey.of(first, channels, hw))
                             out_hw = conv_out_size(hw, first.kernel, first.stride)
                             if st.max_depth > 1:
-                                keys.add(_key(self._make_block(st, get, 1, first.out_channels),
-                                              first.out_channels, out_hw))
+                                keys.add(BlockKey.of(self._make_block(st, get, 1, first.out_channels),
+                                                     first.out_channels, out_hw))
                             new_states.add((first.out_channels, out_hw))
                 states = new_states
             for channels, hw in states:
@@ -479,11 +479,6 @@ class SearchSpace:
 
     def preset_description(self, name: str) -> str:
         return str(self._presets.get(name, {}).get("description", ""))
-
-
-def _key(block: BlockSpec, in_channels: int, in_hw: int) -> BlockKey:
-    return BlockKey("block", block.op, in_hw, in_channels, block.out_channels, block.kernel,
-                    block.stride, block.expand, block.se, block.skip, block.act)
 
 
 def same_choice(a: Any, b: Any) -> bool:

@@ -6,10 +6,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nas._arch import Arch
+from nas._arch import Arch, key_macs, key_params
 from nas._codec import Codec
 from nas._space import SearchSpace
-from nas.evaluators._latency import LatencySource, _key_macs, _key_params
+from nas.evaluators._latency import LatencySource
 from nas.evaluators._result import Result
 
 
@@ -52,7 +52,7 @@ class EvaluatorBase:
         size = self._sizes.get(arch)
         if size is None:
             keys = self.space.block_keys(arch)
-            size = (sum(_key_params(k) for k in keys), sum(_key_macs(k) for k in keys))
+            size = (sum(key_params(k) for k in keys), sum(key_macs(k) for k in keys))
             if len(self._sizes) < 500_000:
                 self._sizes[arch] = size
         return size

@@ -9,12 +9,11 @@ no table was built for; its name says so.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from nas._arch import Arch, BlockKey
+from nas._arch import Arch, key_macs, key_params
 from nas._codec import Codec
 from nas._errors import HwnasError
 from nas._space import SearchSpace
@@ -30,28 +29,14 @@ class LatencySource(Protocol):
     def predict_many(self, archs: Sequence[Arch]) -> np.ndarray: ...
 
 
-@lru_cache(maxsize=None)
-def _key_macs(key: BlockKey) -> int:
-    from nas._model import _key_macs as macs  # per-layer MACs from the specs (no torch work)
-
-    return int(macs(key))
-
-
-@lru_cache(maxsize=None)
-def _key_params(key: BlockKey) -> int:
-    from nas._model import _key_params as params
-
-    return int(params(key))
-
-
 def arch_macs(arch: Arch, space: SearchSpace) -> int:
     """MACs of `arch` in `space` (same figure as `nas.count_macs`, cached per layer)."""
-    return sum(_key_macs(k) for k in space.block_keys(arch))
+    return sum(key_macs(k) for k in space.block_keys(arch))
 
 
 def arch_params(arch: Arch, space: SearchSpace) -> int:
     """Parameters of `arch` in `space` (same figure as `nas.count_params`, cached per layer)."""
-    return sum(_key_params(k) for k in space.block_keys(arch))
+    return sum(key_params(k) for k in space.block_keys(arch))
 
 
 class MacsProxy:
@@ -70,7 +55,7 @@ class MacsProxy:
         for i, arch in enumerate(archs):
             ms = self._cache.get(arch)
             if ms is None:
-                ms = sum(_key_macs(k) for k in self.space.block_keys(arch)) / (self.gmacs_per_s * 1e9) * 1e3
+                ms = sum(key_macs(k) for k in self.space.block_keys(arch)) / (self.gmacs_per_s * 1e9) * 1e3
                 if len(self._cache) < 500_000:
                     self._cache[arch] = ms
             out[i] = ms

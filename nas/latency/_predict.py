@@ -15,37 +15,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nas._arch import Arch, BlockKey
+from nas._arch import Arch, BlockKey, key_mparams
 from nas._errors import HwnasError
 from nas._space import same_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
-
-
-def key_mparams(key: BlockKey) -> float:
-    """Million weights of one layer (BN folded into the convs: a bias per output channel)."""
-    if key.kind == "stem":
-        return (key.kernel**2 * key.in_channels * key.out_channels + key.out_channels) / 1e6
-    if key.kind == "head":
-        n = key.in_channels * key.out_channels + key.out_channels
-        width = key.out_channels
-        if key.feature_channels:
-            n += key.out_channels * key.feature_channels
-            width = key.feature_channels
-        return (n + width * key.num_classes + key.num_classes) / 1e6
-    spec, cin = key.block_spec(), key.in_channels
-    mid = spec.mid_channels(cin)
-    if spec.op == "conv":
-        n = spec.kernel**2 * cin * spec.out_channels + spec.out_channels
-    else:
-        n = spec.kernel**2 * mid + mid + mid * spec.out_channels + spec.out_channels
-        if spec.op == "mb":
-            n += cin * mid + mid
-    if spec.se:
-        r = spec.se_channels(cin)
-        n += 2 * mid * r + r + mid
-    return n / 1e6
 
 
 def layer_family(key: BlockKey) -> str:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nas._arch import Arch, ArchError, BlockKey
+from nas._arch import Arch, ArchError, BlockKey, key_mparams
 from nas._device._files import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path,
                                 write_table)
 from nas._device._runtimes import utc_now
 from nas._errors import HwnasError
-from nas.latency._predict import CompiledPredictor, check_slots_exact, key_mparams, layer_family
+from nas.latency._predict import CompiledPredictor, check_slots_exact, layer_family
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace

@@ -16,7 +16,7 @@ from torch import nn
 
 from nas._arch import Arch, ArchError
 from nas._model import Block, ConvBNAct, Head
-from nas._space import SearchSpace, _parse_op
+from nas._space import SearchSpace, parse_op
 from nas.supernet._ops import DynamicMBBlock, SupernetError
 
 ELASTIC = ("kernel", "expand", "depth")
@@ -49,7 +49,7 @@ def check_space(space: SearchSpace) -> None:
             raise SupernetError(
                 f"space {space.name!r} stage {i} chooses {extra}: a supernet shares weights only over "
                 f"per-layer kernel/expand and per-stage depth choices of MBConv stages (like ofa_mbv3)")
-        if st.choices and _parse_op(st.fixed["op"])[0] != "mb":
+        if st.choices and parse_op(st.fixed["op"])[0] != "mb":
             raise SupernetError(f"space {space.name!r} stage {i}: elastic choices need op 'mb', "
                                 f"got {st.fixed['op']!r}")
 
