@@ -4,7 +4,8 @@ A work folder holds ``manifest.json`` (backend, protocol, entries) and, for file
 model files. Each pass appends one JSON line per entry to ``passes/<name>.jsonl`` as soon as the
 entry is timed, so a killed run loses at most the entry in flight and a re-run skips what is done.
 Passes visit the entries in different random orders (interleaved), so a slow spell of the machine
-hits different entries in different passes. Torch is only imported for the ``torch`` backend.
+hits different entries in different passes. A backend without model files (``torch``) is opened by
+the `OpenEntry` function its host-side caller passes to `measure`; this package never imports torch.
 
 A live `measure` holds the folder's lock (`work_lock`): ``<work>/lock`` under an exclusive
 ``flock``, recording pid, host and start time for the error a second build gets. The kernel drops a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -31,12 +33,15 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from nas._atomic import atomic_write_json
-from nas._device._runtimes import open_model
+from nas._device._runtimes import FILE_BACKENDS, open_model
 from nas._device._timing import PassStats, Protocol, core_spread_pct, combine_passes, spread_pct, time_pass
 from nas._errors import HwnasError
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "hwnas-latency-work"
+OpenEntry = Callable[..., Callable[[], Any]]
+"""``open_entry(entry, threads, **backend_options) -> run``: a module-level function opening an entry
+of a backend without model files; the pass process imports it by its module and name."""
 
 
 class RunnerError(HwnasError):
@@ -83,19 +88,21 @@ def _open_for_append(path: Path):  # noqa: ANN202
     return open(path, "a")
 
 
-def _opener(manifest: Mapping[str, Any], work: Path, threads: int) -> Callable[[Mapping[str, Any]], Callable[[], Any]]:
+def _opener(manifest: Mapping[str, Any], work: Path, threads: int,
+            open_entry: OpenEntry | None) -> Callable[[Mapping[str, Any]], Callable[[], Any]]:
     backend = manifest["backend"]
-    if backend == "torch":
-        from nas.latency._backends import open_torch_entry  # host only: needs torch
-
-        options = manifest.get("backend_options", {})
-        return lambda entry: open_torch_entry(entry, threads, **options)
-    return lambda entry: open_model(backend, str(work / entry["file"]), threads)
+    if backend in FILE_BACKENDS:
+        return lambda entry: open_model(backend, str(work / entry["file"]), threads)
+    if open_entry is None:
+        raise RunnerError(f"backend {backend!r} has no model files: measure it on the host (nas.latency)")
+    options = manifest.get("backend_options", {})
+    return lambda entry: open_entry(entry, threads, **options)
 
 
 def run_pass(work: str | Path, name: str, seed: int, threads: int, ids: Iterable[str] | None = None,
-             progress: bool = True) -> None:
-    """Time the entries of pass `name` not yet in its file, in this process, in a seeded random order."""
+             progress: bool = True, open_entry: OpenEntry | None = None) -> None:
+    """Time the entries of pass `name` not yet in its file, in this process, in a seeded random order
+    (entries of a backend without model files opened by `open_entry`)."""
     work = Path(work)
     manifest = read_manifest(work)
     protocol = Protocol.from_dict(manifest["protocol"])
@@ -106,7 +113,7 @@ def run_pass(work: str | Path, name: str, seed: int, threads: int, ids: Iterable
     done = read_pass(path)
     todo = [i for i in wanted if i not in done]
     order = np.random.default_rng(seed).permutation(len(todo))
-    opener = _opener(manifest, work, threads)
+    opener = _opener(manifest, work, threads, open_entry)
     bar = _progress(len(todo), f"pass {name}", progress)
     with _open_for_append(path) as out:
         for k in order:
@@ -278,9 +285,12 @@ def die_with_parent(parent_pid: int | None) -> None:
         os._exit(3)
 
 
-def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] | None, progress: bool) -> None:
+def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] | None, progress: bool,
+                open_entry: OpenEntry | None) -> None:
     cmd = [sys.executable, "-m", "nas._device._runner", str(work), "--pass-name", name, "--seed", str(seed),
            "--threads", str(threads), "--parent-pid", str(os.getpid())]
+    if open_entry is not None:
+        cmd += ["--open-entry", f"{open_entry.__module__}:{open_entry.__qualname__}"]
     if ids is not None:
         ids_file = work / "passes" / f"{name}.ids.json"
         ids_file.parent.mkdir(exist_ok=True)
@@ -298,34 +308,37 @@ def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] |
                           + (f": {detail[0]}" if detail else ""))
 
 
-def measure(work: str | Path, threads: int, progress: bool = True) -> dict[str, dict[str, Any]]:
+def measure(work: str | Path, threads: int, progress: bool = True,
+            open_entry: OpenEntry | None = None) -> dict[str, dict[str, Any]]:
     """Every entry of the work folder: `protocol.passes` passes in separate processes, then
     `remeasure_passes` more for the entries whose first passes disagree by more than
     `max_spread_pct`. Returns entry id -> latency_ms, mean_ms, std_ms, p90_ms, count, passes,
     spread_pct, remeasured (first passes disagreed), flagged (even the `passes` passes nearest
     the median disagree by more than max_spread_pct).
     Resumable: finished passes and entries are read back, not measured again. Holds the folder's
-    lock (`work_lock`) throughout; each pass process dies with this one."""
+    lock (`work_lock`) throughout; each pass process dies with this one. `open_entry` opens the
+    entries of a backend without model files (the host's torch backend)."""
     work = Path(work)
     read_manifest(work)  # a clear error for a folder that is not a work folder, before the lock
     with work_lock(work):
-        return _measure(work, threads, progress)
+        return _measure(work, threads, progress, open_entry)
 
 
-def _measure(work: Path, threads: int, progress: bool) -> dict[str, dict[str, Any]]:
+def _measure(work: Path, threads: int, progress: bool, open_entry: OpenEntry | None) -> dict[str, dict[str, Any]]:
     manifest = read_manifest(work)
+    open_entry = None if manifest["backend"] in FILE_BACKENDS else open_entry
     protocol = Protocol.from_dict(manifest["protocol"])
     ids = [e["id"] for e in manifest["entries"]]
     for p in range(protocol.passes):
         if set(ids) - set(read_pass(work / "passes" / f"p{p}.jsonl")):
-            _spawn_pass(work, f"p{p}", p, threads, None, progress)
+            _spawn_pass(work, f"p{p}", p, threads, None, progress, open_entry)
     base = [read_pass(work / "passes" / f"p{p}.jsonl") for p in range(protocol.passes)]
     unstable = [i for i in ids if spread_pct([b[i].median_ms for b in base]) > protocol.max_spread_pct]
     extra: list[dict[str, PassStats]] = []
     for r in range(protocol.remeasure_passes if unstable else 0):
         name = f"r{r}"
         if set(unstable) - set(read_pass(work / "passes" / f"{name}.jsonl")):
-            _spawn_pass(work, name, 1000 + r, threads, unstable, progress)
+            _spawn_pass(work, name, 1000 + r, threads, unstable, progress, open_entry)
         extra.append(read_pass(work / "passes" / f"{name}.jsonl"))
     flagged_set = set(unstable)
     results: dict[str, dict[str, Any]] = {}
@@ -348,11 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ids-file", default=None)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit if this is no longer the parent")
+    parser.add_argument("--open-entry", default=None, help="module:function opening entries without model files")
     args = parser.parse_args(argv)
     die_with_parent(args.parent_pid)
     ids = json.loads(Path(args.ids_file).read_text()) if args.ids_file else None
+    open_entry = None
+    if args.open_entry:
+        module, _, name = args.open_entry.partition(":")
+        open_entry = getattr(importlib.import_module(module), name)
     try:
-        run_pass(args.work, args.pass_name, args.seed, args.threads, ids, progress=not args.quiet)
+        run_pass(args.work, args.pass_name, args.seed, args.threads, ids, not args.quiet, open_entry)
     except HwnasError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

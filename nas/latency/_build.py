@@ -18,7 +18,7 @@ from nas._device._runner import measure, work_lock
 from nas._device._fingerprint import fingerprint
 from nas._device._runtimes import device_info, runtime_version
 from nas._device._timing import Protocol
-from nas.latency._backends import BackendError, backend_unavailable_reason, check_backend
+from nas.latency._backends import BackendError, backend_unavailable_reason, check_backend, open_torch_entry
 from nas.latency._table import FORMAT_VERSION, LatencyTable, today
 from nas.latency._work import key_entries, write_work
 
@@ -109,7 +109,7 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
         resumed = (work / "manifest.json").exists()
         entries = key_entries(keys, backend)
         write_work(work, backend, entries, protocol, info, options, progress)
-        results = measure(work, threads, progress)
+        results = measure(work, threads, progress, open_torch_entry)
         by_id = {e["id"]: k for e, k in zip(entries, keys)}
         table = LatencyTable({by_id[i]: r for i, r in results.items()},
                              table_metadata(backend, threads, device_name, protocol, options, info))

@@ -23,6 +23,7 @@ from nas._atomic import atomic_write, atomic_write_json
 from nas._device._fingerprint import fingerprint
 from nas._device._runner import measure
 from nas._device._timing import Protocol
+from nas.latency._backends import open_torch_entry
 from nas.latency._table import Calibration, LatencyTable, TableError, today
 from nas.latency._work import arch_entries, arch_id, write_work
 
@@ -60,7 +61,7 @@ def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTab
     protocol = Protocol.from_dict({**meta["protocol"], **({"passes": passes} if passes else {})})
     entries = arch_entries(archs, space.num_classes, space.in_channels, backend)
     write_work(work, backend, entries, protocol, {"what": "whole networks"}, meta.get("backend_options", {}), progress)
-    results = measure(work, threads, progress)
+    results = measure(work, threads, progress, open_torch_entry)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     ids = [arch_id(a, space.num_classes, space.in_channels) for a in archs]

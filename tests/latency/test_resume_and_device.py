@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas._device._runner import RunnerError, run_pass
 from nas.latency import LatencyTable, build_table, write_bundle
+from nas.latency._backends import open_torch_entry
 from nas.latency._build import work_folder
+from nas.latency._work import key_entries, write_work
 
 TINY = str(Path(__file__).with_name("tiny_space.yaml"))
 
@@ -101,3 +104,13 @@ def test_cli_errors_are_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "nas.device_runner", str(bad), "--out", str(tmp_path / "m.csv")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "not a zip file" in run.stderr
+
+
+def test_torch_entries_are_opened_by_the_host_side_opener(tmp_path, tiny_space, fast_protocol):
+    """The torch-free runner opens no torch entry itself: nas.latency passes `open_torch_entry` down."""
+    work = tmp_path / "w"
+    write_work(work, "torch", key_entries(tiny_space().all_block_keys()[:1], "torch"), fast_protocol, progress=False)
+    with pytest.raises(RunnerError, match="'torch' has no model files"):
+        run_pass(work, "p0", 0, 1, progress=False)
+    run_pass(work, "p0", 0, 1, progress=False, open_entry=open_torch_entry)
+    assert len((work / "passes" / "p0.jsonl").read_text().splitlines()) == 1
