@@ -23,9 +23,9 @@ _SHARED: "weakref.WeakKeyDictionary[SearchSpace, Codec]" = weakref.WeakKeyDictio
 _LAYER_DIM = re.compile(r"^s(\d+)\.l(\d+)\.(\w+)$")
 
 
-def option_index(options: Sequence[Any], value: Any) -> int:
-    """Index of the option `value` names: an equal option of its own type first, else an equal
-    number (True never matches 1, nor 1.0 '1'); `ValueError` when none does."""
+def option_index(options: Sequence[Any], value: Any) -> int | None:
+    """Index of the option `value` names (None if none): an equal option of its own type first,
+    else an equal number (True never matches 1, nor 1.0 '1')."""
     for i, o in enumerate(options):
         if type(o) is type(value) and o == value:
             return i
@@ -33,7 +33,7 @@ def option_index(options: Sequence[Any], value: Any) -> int:
         if (isinstance(o, (int, float)) and isinstance(value, (int, float)) and not isinstance(o, bool)
                 and not isinstance(value, bool) and o == value):
             return i
-    raise ValueError(f"{value!r} is not one of {list(options)}")
+    return None
 
 
 class Codec:
@@ -160,10 +160,10 @@ class Codec:
         for k, (name, opts) in enumerate(zip(self.names, self.options)):
             if name not in choices:
                 raise KeyError(f"choices lack {name!r} (space {self.space.name!r})")
-            try:
-                row[k] = option_index(opts, choices[name])
-            except ValueError:
-                raise ValueError(f"{name}={choices[name]!r} is not one of {list(opts)}") from None
+            index = option_index(opts, choices[name])
+            if index is None:
+                raise ValueError(f"{name}={choices[name]!r} is not one of {list(opts)}")
+            row[k] = index
         return row
 
     # ------------------------------------------------------------------ vectorized operators

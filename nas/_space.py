@@ -18,8 +18,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import yaml
 
-from nas._errors import HwnasError
 from nas._arch import ACTS, Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible
+from nas._codec import option_index
+from nas._errors import HwnasError
 
 ATTRS = ("op", "kernel", "expand", "se", "skip", "width", "depth")
 """Stage attributes a space may fix or search over."""
@@ -187,7 +188,7 @@ class SearchSpace:
         if unknown or missing:
             raise ArchError(f"space {self.name!r}: unknown choice(s) {unknown}, missing choice(s) {missing}")
         for key, opts in self._dims.items():
-            if not any(same_choice(choices[key], o) for o in opts):
+            if option_index(opts, choices[key]) is None:
                 raise ArchError(f"space {self.name!r}: {key}={choices[key]!r} is not one of {list(opts)}")
         stages = []
         channels = self.stem.out_channels
@@ -262,10 +263,10 @@ class SearchSpace:
 
     @staticmethod
     def _check(value: Choice, opts: tuple[Choice, ...], what: str) -> Choice:
-        for o in opts:
-            if same_choice(value, o):
-                return o
-        raise ArchError(f"{what} {value!r} is not one of {list(opts)}")
+        index = option_index(opts, value)
+        if index is None:
+            raise ArchError(f"{what} {value!r} is not one of {list(opts)}")
+        return opts[index]
 
     def validate(self, arch: Arch) -> None:
         """Raise `ArchError` saying which choice of `arch` is outside the space."""
@@ -319,7 +320,7 @@ class SearchSpace:
                 if attr not in st.choices:
                     continue
                 touched = True
-                kept = [o for o in st.choices[attr] if any(same_choice(o, v) for v in values)]
+                kept = [o for o in st.choices[attr] if option_index(values, o) is not None]
                 if not kept:
                     raise SpaceError(f"restrict: {attr}={values} leaves stage {i} no option (it has {list(st.choices[attr])})")
                 raw.setdefault("choices", {})
@@ -479,13 +480,6 @@ class SearchSpace:
 
     def preset_description(self, name: str) -> str:
         return str(self._presets.get(name, {}).get("description", ""))
-
-
-def same_choice(a: Any, b: Any) -> bool:
-    """Option equality that keeps True distinct from 1 and 1.0 from '1'."""
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and isinstance(b, (int, float))
-        and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
 
 
 def _first_difference(arch: Arch, other: Arch) -> str:

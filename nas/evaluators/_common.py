@@ -40,10 +40,9 @@ class EvaluatorBase:
 
     def evaluate_many(self, archs: Sequence[Arch]) -> list[Result]:
         archs = list(archs)
-        for arch in archs:
-            self.codec.encode(arch)  # ArchError naming the choice when outside the space
+        rows = self.codec.encode_many(archs)  # ArchError naming the choice when outside the space
         acc, extras = self.accuracies(archs)
-        lat = {s.name: np.asarray(s.predict_many(archs), dtype=float) for s in self.latency_sources}
+        lat = {s.name: np.asarray(s.predict_rows(rows), dtype=float) for s in self.latency_sources}
         return [Result(float(acc[i]), {n: float(v[i]) for n, v in lat.items()}, *self._size(a), extras[i])
                 for i, a in enumerate(archs)]
 

@@ -1,8 +1,8 @@
 """Latency sources for evaluators and budgets: latency tables, or a MACs proxy (a stand-in).
 
-A source has a `name` (the key in ``Result.latency_ms``) and ``predict_many(archs) -> ms``.
-`TableLatency` adapts a `nas.latency.LatencyTable` (one per target device) and checks once
-that the table covers every block key the space can produce, naming the keys it lacks.
+A source has a `name` (the key in ``Result.latency_ms``), ``predict_many(archs) -> ms`` and
+``predict_rows(rows) -> ms`` (rows of `nas.Codec`). `TableLatency` adapts a
+`nas.latency.LatencyTable` (one per target device), which checks that it covers the space.
 `MacsProxy` is NOT a latency: MACs scaled by an assumed throughput, for tests and for spaces
 no table was built for; its name says so.
 """
@@ -27,6 +27,8 @@ class LatencySource(Protocol):
     name: str
 
     def predict_many(self, archs: Sequence[Arch]) -> np.ndarray: ...
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray: ...
 
 
 def arch_macs(arch: Arch, space: SearchSpace) -> int:
@@ -61,6 +63,10 @@ class MacsProxy:
             out[i] = ms
         return out
 
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """`predict_many` of the archs of rows of option indices (`nas.Codec` of the space)."""
+        return self.predict_many(Codec.of(self.space).decode_many(rows))
+
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "macs-proxy (not a measured latency)", "gmacs_per_s": self.gmacs_per_s}
 
@@ -68,9 +74,8 @@ class MacsProxy:
 class TableLatency:
     """Adapter over a `nas.latency.LatencyTable`: vectorized predictions for archs of `space`.
 
-    Uses the table's ``predict_many(archs, space)`` when it has one, else ``predict(arch, space)``.
-    `check` (run at construction) raises `LatencyError` naming the block keys of the space the
-    table lacks.
+    `check` (run at construction) raises the table's `TableError` naming the block keys of the
+    space it lacks (`LatencyTable.check_covers`, the one coverage check).
     """
 
     def __init__(self, table: Any, space: SearchSpace, name: str | None = None, check: bool = True) -> None:
@@ -82,25 +87,14 @@ class TableLatency:
             self.check()
 
     def check(self) -> None:
-        if hasattr(self.table, "check_covers"):
-            self.table.check_covers(self.space)
-            return
-        keys = getattr(self.table, "keys", None)
-        have = set(keys() if callable(keys) else keys) if keys is not None else None
-        if have is None:
-            return
-        missing = [k for k in self.space.all_block_keys() if k not in have]
-        if missing:
-            shown = ", ".join(k.short() for k in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise LatencyError(f"latency table {self.name!r} lacks {len(missing)} block key(s) of space "
-                               f"{self.space.name!r}: {shown}{more}; build it for this space "
-                               f"(`nas latency build --space ...`)")
+        self.table.check_covers(self.space)
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Latency (ms) of rows of option indices (`nas.Codec` of the space)."""
+        return np.asarray(self.table.predict_rows(rows, self.space), dtype=float)
 
     def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
-        if hasattr(self.table, "predict_many"):  # fast path: the option-index matrix (space.dims order)
-            return np.asarray(self.table.predict_many(self._codec.encode_many(list(archs)), self.space), dtype=float)
-        return np.array([self.table.predict(a, self.space) for a in archs], dtype=float)
+        return self.predict_rows(self._codec.encode_many(archs))
 
     def metadata(self) -> dict[str, Any]:
         meta = getattr(self.table, "metadata", None)

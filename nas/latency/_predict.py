@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nas._arch import Arch, BlockKey, key_mparams
+from nas._arch import Arch, ArchError, BlockKey, key_mparams
+from nas._codec import Codec
 from nas._errors import HwnasError
-from nas._space import same_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -89,14 +89,14 @@ def space_slots(space: "SearchSpace") -> list[Slot]:
 class CompiledPredictor:
     """Per-slot latency arrays of one table over one space: fast batch prediction and expectation.
 
-    "archs/s" of `predict_indices` counts archs given as rows of the choice-index matrix that
-    `encode_indices` returns (what a search strategy keeps); turning `Arch` objects into that
-    matrix (`space.encode`) is a separate, slower step.
+    "archs/s" of `predict_rows` counts archs given as rows of the option-index matrix of
+    `nas.Codec` (what a search strategy keeps); encoding `Arch` objects is a separate, slower step.
     """
 
     def __init__(self, space: "SearchSpace", lookup_ms: Any) -> None:
         self.space = space
-        self.dim_names = list(space.dims)
+        self.codec = Codec.of(space)
+        self.dim_names = self.codec.names
         self._col = {d: k for k, d in enumerate(self.dim_names)}
         self.slots = space_slots(space)
         self.latency: list[np.ndarray] = []
@@ -123,23 +123,14 @@ class CompiledPredictor:
         self._weights_cache: dict[tuple[str, ...], list[np.ndarray]] = {}
         self._folded: tuple[Any, list[np.ndarray]] | None = None
 
-    # ------------------------------------------------------------------ encoding
     def encode_indices(self, archs: Iterable[Arch | Mapping[str, Any]]) -> np.ndarray:
-        """Archs (or `space.encode` dicts) -> int matrix (n, len(space.dims)) of option indices."""
-        dims = self.space.dims
-        rows = []
-        for arch in archs:
-            choices = self.space.encode(arch) if isinstance(arch, Arch) else arch
-            row = []
-            for d, opts in dims.items():
-                if d not in choices:
-                    raise PredictError(f"choices lack {d!r} (space {self.space.name!r})")
-                idx = next((k for k, o in enumerate(opts) if same_choice(choices[d], o)), None)
-                if idx is None:
-                    raise PredictError(f"{d}={choices[d]!r} is not one of {list(opts)}")
-                row.append(idx)
-            rows.append(row)
-        return np.asarray(rows, dtype=np.intp).reshape(len(rows), len(dims))
+        """Archs (or `space.encode` dicts) -> codec rows (`Codec.encode_many`)."""
+        try:
+            return self.codec.encode_many(list(archs))
+        except ArchError:
+            raise
+        except (KeyError, ValueError) as err:
+            raise PredictError(str(err)) from None
 
     # ------------------------------------------------------------------ prediction
     def _flat(self, index: np.ndarray) -> Iterable[np.ndarray]:
@@ -179,7 +170,7 @@ class CompiledPredictor:
         """Million weights of each layer family (`layer_family`) in each row of a choice-index matrix."""
         return {f: self.sum_and_layers(index, [f])[2] for f in self.mparams}
 
-    def predict_indices(self, index: np.ndarray, calibration: Any = None) -> np.ndarray:
+    def predict_rows(self, index: np.ndarray, calibration: Any = None) -> np.ndarray:
         """Predicted latency (ms) of each row of a choice-index matrix: the summed entries, or
         `calibration.apply` of them (folded into the per-slot arrays: one or two gathers per slot)."""
         n = np.asarray(index).shape[0]
@@ -245,7 +236,7 @@ def check_slots_exact(predictor: CompiledPredictor, space: "SearchSpace", lookup
                       rng: np.random.Generator, n: int = 16) -> None:
     """Confirm on `n` random archs that the slot decomposition reproduces the per-key sum."""
     archs = [space.sample(rng) for _ in range(n)]
-    fast, layers, _ = predictor.sum_and_layers(predictor.encode_indices(archs))
+    fast, layers, _ = predictor.sum_and_layers(predictor.codec.encode_many(archs))
     for arch, f, nl in zip(archs, fast, layers):
         keys = space.block_keys(arch)
         slow = sum(lookup_ms(k) for k in keys)

@@ -144,6 +144,7 @@ class LatencyTable:
         self.path = Path(path) if path is not None else None
         self._latency = {k: float(v["latency_ms"]) for k, v in self._entries.items()}
         self._compiled: dict[int, tuple[Any, CompiledPredictor]] = {}
+        self._covered: dict[tuple[int, tuple[int, ...]], Any] = {}
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -269,17 +270,15 @@ class LatencyTable:
         self._compiled[id(space)] = (space, compiled)
         return compiled
 
+    def predict_rows(self, rows: np.ndarray, space: "SearchSpace", calibrated: bool = True) -> np.ndarray:
+        """Predicted latency (ms) of rows of option indices (`nas.Codec` of `space`): the fast path."""
+        return self.compile(space).predict_rows(rows, self.calibration if calibrated else None)
+
     def predict_many(self, archs: Iterable[Arch | Mapping[str, Any]] | np.ndarray, space: "SearchSpace",
                      calibrated: bool = True) -> np.ndarray:
-        """Predicted latency (ms) of many archs at once.
-
-        archs: a sequence of `Arch`, of `space.encode` dicts, or (fastest) an int matrix of option
-        indices, shape (n, len(space.dims)), columns in `space.dims` order, as
-        ``table.compile(space).encode_indices(archs)`` returns.
-        """
-        compiled = self.compile(space)
-        index = archs if isinstance(archs, np.ndarray) else compiled.encode_indices(archs)
-        return compiled.predict_indices(index, self.calibration if calibrated else None)
+        """Predicted latency (ms) of many archs, `space.encode` dicts or codec rows at once."""
+        rows = archs if isinstance(archs, np.ndarray) else self.compile(space).encode_indices(archs)
+        return self.predict_rows(rows, space, calibrated)
 
     def expected(self, probs: Mapping[str, Any], space: "SearchSpace", calibrated: bool = True):  # noqa: ANN201
         """Expected latency (ms) under independent per-choice probabilities: a differentiable torch scalar.
@@ -296,14 +295,19 @@ class LatencyTable:
         return cal.apply(total, layers, mparams) if cal else total
 
     def check_covers(self, space: "SearchSpace", resolutions: Iterable[int] | None = None) -> None:
-        """Raise `TableError` naming the keys of `space` (at `resolutions`) that this table lacks."""
+        """Raise `TableError` naming the keys of `space` (at `resolutions`) that this table lacks.
+
+        The one coverage check (`compile` runs it); a space found covered is not checked again."""
+        resolutions = tuple(resolutions or space.resolutions)
+        if self._covered.get((id(space), resolutions)) is space:
+            return
         missing = [k for k in space.all_block_keys(resolutions) if k not in self._latency]
         if missing:
             shown = ", ".join(k.short() for k in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise TableError(f"latency table {self.where} does not cover space {space.name!r} at resolutions "
-                             f"{list(resolutions or space.resolutions)}: {len(missing)} missing layer(s): "
-                             f"{shown}{more}")
+                             f"{list(resolutions)}: {len(missing)} missing layer(s): {shown}{more}")
+        self._covered[(id(space), resolutions)] = space
 
     def summary(self) -> dict[str, Any]:
         spreads = np.array([e["spread_pct"] for e in self._entries.values()]) if self._entries else np.zeros(1)

@@ -24,7 +24,8 @@ from torch import nn
 from nas._arch import Arch
 from nas._errors import HwnasError
 from nas._model import Head, build_block
-from nas._space import SearchSpace, same_choice
+from nas._codec import Codec, option_index
+from nas._space import SearchSpace
 from nas.proxyless._mixed import Combo, MixedLayer, Unit
 
 OP_ATTRS = ("op", "kernel", "expand", "se", "skip")
@@ -50,10 +51,10 @@ def resolve_pins(space: SearchSpace, pins: Mapping[str, Any] | None = None, pin_
     for dim, value in (pins or {}).items():
         if dim not in dims:
             raise ProxylessError(f"pin {dim!r} is not a choice of space {space.name!r}; choices: {list(dims)}")
-        match = [o for o in dims[dim] if same_choice(o, value)]
-        if not match:
+        index = option_index(dims[dim], value)
+        if index is None:
             raise ProxylessError(f"pin {dim}={value!r} is not one of {list(dims[dim])}")
-        out[dim] = match[0]
+        out[dim] = dims[dim][index]
     for dim, opts in dims.items():
         if len(opts) > 1 and dim not in out:
             if pin_skip and _attr(dim) == "skip" and True in opts:
@@ -173,23 +174,26 @@ class ProxylessNetwork(nn.Module):
         ref = self._alpha[0] if len(self._alpha) else torch.zeros(1)
         for d, value in self.pins.items():
             opts = self.space.dims[d]
-            out[d] = torch.tensor([1.0 if same_choice(o, value) else 0.0 for o in opts], dtype=ref.dtype)
+            out[d] = torch.tensor([1.0 if option_index((o,), value) == 0 else 0.0 for o in opts], dtype=ref.dtype)
         return out
 
     # ------------------------------------------------------------------ paths and archs
     def arch_of(self, path: Mapping[str, int]) -> Arch:
         """The arch a path names (pins and single-option choices filled in)."""
-        dims = self.space.dims
         missing = [d for d in self.arch_dims if d not in path]
         if missing:
             raise ProxylessError(f"path lacks searched choice(s) {missing}")
-        return self.space.decode(self._base | {d: dims[d][path[d]] for d in self.arch_dims})
+        codec = Codec.of(self.space)
+        row = codec.row_from_choices(self._base)
+        for d in self.arch_dims:
+            row[codec.names.index(d)] = path[d]
+        return codec.decode(row)
 
     def path_of(self, arch: Arch) -> Path:
         """The path of an arch of the space; `ProxylessError` if the arch differs in a pinned choice."""
-        choices = self.space.encode(arch)
-        dims = self.space.dims
-        path = {d: next(k for k, o in enumerate(dims[d]) if same_choice(o, choices[d])) for d in self.arch_dims}
+        codec = Codec.of(self.space)
+        row = codec.encode(arch)
+        path = {d: int(row[codec.names.index(d)]) for d in self.arch_dims}
         if self.arch_of(path) != arch:
             raise ProxylessError(f"arch {arch.short()} differs from the network's pinned choices {self.pins}")
         return path

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from nas._arch import Arch
+from nas._codec import Codec
 from nas._space import SearchSpace
 from nas.supernet._ops import SupernetError
 
@@ -24,31 +25,10 @@ _FORMAT = "hwnas-accuracy-predictor-v1"
 
 
 def one_hot(space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:
-    """float32 ``(len(archs), sum of option counts)``: one block per choice of ``space.dims``; layers
-    beyond their stage's depth are all zeros (their choices do not exist)."""
-    dims = space.dims
-    offsets, width = {}, 0
-    for name, options in dims.items():
-        offsets[name] = width
-        width += len(options)
-    out = np.zeros((len(archs), width), np.float32)
-    for row, arch in enumerate(archs):
-        choices = space.encode(arch)
-        depths = arch.depths
-        for name, options in dims.items():
-            parts = name.split(".")
-            if len(parts) == 3 and int(parts[1][1:]) >= depths[int(parts[0][1:])]:
-                continue  # s{i}.l{j}.attr of a layer the arch does not have
-            out[row, offsets[name] + _index(options, choices[name])] = 1.0
-    return out
-
-
-def _index(options: tuple, value: object) -> int:
-    for i, option in enumerate(options):
-        if type(option) is type(value) and option == value or (
-                isinstance(option, (int, float)) and isinstance(value, (int, float)) and option == value):
-            return i
-    raise SupernetError(f"choice {value!r} is not one of {list(options)}")
+    """float32 ``(len(archs), sum of option counts)``: `Codec.one_hot` of the archs (one block per
+    choice of ``space.dims``; layers beyond their stage's depth are all zeros)."""
+    codec = Codec.of(space)
+    return codec.one_hot(codec.encode_many(archs))
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
