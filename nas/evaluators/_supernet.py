@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nas._arch import Arch
+from nas._config import ConfigError
 from nas._space import SearchSpace
 from nas.evaluators._common import EvaluatorBase
 from nas.evaluators._latency import LatencySource
@@ -56,8 +57,6 @@ def load_accuracy_predictor(space: SearchSpace, **options: Any) -> Any:
 
     loader = getattr(supernet, "load_accuracy_predictor", None)
     if loader is None:
-        from nas.experiment._config import ConfigError
-
         raise ConfigError("evaluator 'predictor' needs nas.supernet.load_accuracy_predictor, "
                           "which this build does not have yet")
     return loader(space=space, **options)

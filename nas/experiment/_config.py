@@ -14,26 +14,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from nas._errors import HwnasError
-
-
-class ConfigError(HwnasError):
-    """A bad experiment config file, key or value."""
+from nas._config import ConfigError, Many, Section, load, read_yaml
+from nas.proxyless import ProxylessConfig, ProxylessError
+from nas.strategies import Objective, SearchError, make_config, strategy_names
 
 
 @dataclass
 class SpaceConfig:
     name: str = "ofa_mbv3"
     """Built-in space name or YAML path."""
-    resolutions: list[int] | None = None
+    resolutions: Many[int] | None = None
     num_classes: int | None = None
     in_channels: int | None = None
     width_mult: float | None = None
@@ -68,7 +64,7 @@ class TableConfig:
 
 @dataclass
 class LatencyConfig:
-    tables: list[TableConfig] | None = None
+    tables: Many[TableConfig] | None = None
     """One table per target device; the first is the primary (budget, reward, 2nd objective).
     Required: table CSVs, or ``[{path: macs-proxy}]`` to opt into the MACs stand-in."""
     budget_ms: float | None = None
@@ -117,9 +113,9 @@ class SearchConfig:
 
 @dataclass
 class ResultsConfig:
-    budgets_ms: list[float] = field(default_factory=list)
+    budgets_ms: Many[float] = field(default_factory=list)
     """Budgets to report the best arch under (default: the search budget)."""
-    presets: list[str] | None = None
+    presets: Many[str] | None = None
     """Reference archs in the plot (default: every preset of the space)."""
 
 
@@ -128,12 +124,12 @@ class ExperimentConfig:
     name: str = "search"
     run_dir: str = "runs/search"
     seed: int = 0
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
-    strategies: list[StrategyConfig] = field(default_factory=lambda: [StrategyConfig()])
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    results: ResultsConfig = field(default_factory=ResultsConfig)
+    space: Section[SpaceConfig] = field(default_factory=SpaceConfig)
+    latency: Section[LatencyConfig] = field(default_factory=LatencyConfig)
+    strategies: Many[StrategyConfig] = field(default_factory=lambda: [StrategyConfig()])
+    evaluator: Section[EvaluatorConfig] = field(default_factory=EvaluatorConfig)
+    search: Section[SearchConfig] = field(default_factory=SearchConfig)
+    results: Section[ResultsConfig] = field(default_factory=ResultsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,51 +145,6 @@ class ExperimentConfig:
 
 
 # ---------------------------------------------------------------------- loading
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        path = ", ".join(f"{where}.{k}" if where else str(k) for k in unknown)
-        raise ConfigError(f"unknown config key(s) {path}; allowed at {where or 'top level'}: {sorted(names)}")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in raw.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where or 'config'}: {err}") from None
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            value = [value]
-        return [_convert(args[0], v, f"{where}.{i}") for i, v in enumerate(value)]
-    if origin is dict or hint is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping."""
     raw = copy.deepcopy(raw)
@@ -239,7 +190,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> E
         raw["strategies"] = [raw.pop("strategy")]
     raw = apply_overrides(raw, [o.replace("strategy.", "strategies.0.", 1) if o.startswith("strategy.") else o
                                 for o in overrides])
-    config = _build(ExperimentConfig, raw, "")
+    config = load(ExperimentConfig, raw)
     _check_sources(config)
     _check_numbers(config)
     _check_strategies(config, single)
@@ -272,8 +223,6 @@ def _check_sources(config: ExperimentConfig) -> None:
 
 
 def _check_numbers(config: ExperimentConfig) -> None:
-    from nas.strategies import Objective, SearchError
-
     lat, search = config.latency, config.search
     if lat.budget_quantile is not None:
         if lat.budget_ms is not None:
@@ -294,40 +243,39 @@ def _check_numbers(config: ExperimentConfig) -> None:
 
 def _check_strategies(config: ExperimentConfig, single: bool) -> None:
     """Strategy names, labels and options (their values too), each error naming its key."""
-    from nas.experiment._build import EXTERNAL_STRATEGIES, check_external_options
-    from nas.strategies import SearchError, make_config, strategy_names
-
     keys = [s.key for s in config.strategies]
     if not keys:
         raise ConfigError("strategies is empty: give at least one strategy")
     if len(set(keys)) != len(keys):
         raise ConfigError(f"strategies need distinct labels, got {keys}")
+    names = [*strategy_names(), "proxyless"]
     for i, sc in enumerate(config.strategies):
         where = "strategy" if single else f"strategies.{i}"
-        if sc.name in EXTERNAL_STRATEGIES:
-            check_external_options(config, sc, where)
-            continue
-        if sc.name not in strategy_names():
-            raise ConfigError(f"{where}.name: unknown strategy {sc.name!r}; strategies: "
-                              f"{', '.join([*strategy_names(), *EXTERNAL_STRATEGIES])}")
-        try:
-            make_config(sc.name, sc.options)
-        except SearchError as err:
-            raise ConfigError(f"{where}.options: {err}") from None
+        if sc.name not in names:
+            raise ConfigError(f"{where}.name: unknown strategy {sc.name!r}; strategies: {', '.join(names)}")
+        check_options(config, sc, f"{where}.options")
+
+
+def check_options(config: ExperimentConfig, sc: StrategyConfig, where: str) -> None:
+    """The options of strategy `sc` (at key path `where`): an ask/tell strategy's config
+    (`nas.strategies.make_config`) or ProxylessNAS's (`nas.proxyless.ProxylessConfig`)."""
+    lat = config.latency
+    try:
+        if sc.name == "proxyless":
+            target = lat.target_ms or lat.budget_ms or (1.0 if lat.budget_quantile else None)
+            ProxylessConfig.from_dict(sc.options, where, target_ms=target, n_derived=1)
+        else:
+            make_config(sc.name, sc.options, where)
+    except (SearchError, ProxylessError) as err:  # a value check of the config's __post_init__
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read an experiment YAML file and apply ``--set`` overrides."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML ({err})") from None
-    if not isinstance(raw, dict):
+    raw = read_yaml(path)
+    if not isinstance(raw or {}, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return config_from_dict(raw, overrides)
+        return config_from_dict(raw or {}, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from nas._arch import Arch
+from nas._config import load
 from nas._space import SearchSpace
 from nas.proxyless._network import ProxylessError, ProxylessNetwork
 
@@ -125,17 +126,9 @@ class ProxylessConfig:
             raise ProxylessError(f"proxyless warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
 
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any], **defaults: Any) -> "ProxylessConfig":
-        """From a strategy's `options` mapping (over `defaults`, e.g. the experiment's target_ms);
-        unknown keys are an error naming them."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ProxylessError(f"unknown proxyless option(s) {unknown}; options: {sorted(known)}")
-        try:
-            return cls(**{**{k: v for k, v in defaults.items() if v is not None}, **dict(options)})
-        except TypeError as err:
-            raise ProxylessError(f"proxyless options: {err}") from None
+    def from_dict(cls, options: Mapping[str, Any], where: str = "", **defaults: Any) -> "ProxylessConfig":
+        """From strategy `options` (at key path `where`) over `defaults`, e.g. the experiment's target_ms."""
+        return load(cls, {**{k: v for k, v in defaults.items() if v is not None}, **options}, where)
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Mapping
 
+from nas._config import load
 from nas._space import SearchSpace
 from nas.strategies._base import Strategy
 from nas.strategies._evolution import Evolution, EvolutionConfig
@@ -28,20 +28,13 @@ def strategy_names() -> list[str]:
     return list(STRATEGIES)
 
 
-def make_config(name: str, config: Mapping[str, Any] | None = None) -> Any:
-    """The config dataclass of strategy `name` from a mapping; unknown keys are errors naming them."""
+def make_config(name: str, config: Mapping[str, Any] | None = None, where: str = "") -> Any:
+    """The config dataclass of strategy `name` from a mapping (at key path `where`): `ConfigError`
+    naming an unknown, missing or mistyped option; its value checks raise `SearchError`."""
     if name not in STRATEGIES:
         raise SearchError(f"unknown strategy {name!r}; strategies: {', '.join(STRATEGIES)}")
     _, config_cls, fixed = STRATEGIES[name]
-    given = dict(config or {})
-    allowed = [f.name for f in fields(config_cls) if f.name not in fixed]
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise SearchError(f"strategy {name!r}: unknown option(s) {unknown}; options: {allowed}")
-    try:
-        return config_cls(**given, **fixed)
-    except TypeError as err:
-        raise SearchError(f"strategy {name!r}: {err}") from None
+    return load(config_cls, config or {}, where, fixed)
 
 
 def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | None = None, *, seed: int,
