@@ -25,15 +25,12 @@ from torch import nn
 
 from nas._arch import BlockSpec
 from nas._model import SqueezeExcite, make_act
+from nas.supernet import SE_NAMES, center_crop, slice_se
+
 
 def family(spec: BlockSpec) -> tuple[str, int, int, str | None]:
     """Candidates with the same family share weights: op, stride, output channels, activation."""
     return spec.op, spec.stride, spec.out_channels, spec.act
-
-
-def _crop(weight: torch.Tensor, k: int) -> torch.Tensor:
-    start = (weight.shape[-1] - k) // 2
-    return weight[..., start:start + k, start:start + k]
 
 
 class SharedOp(nn.Module):
@@ -87,16 +84,14 @@ class SharedCandidate(nn.Module):
         mid, k = self.mid, self.spec.kernel
         w: dict[str, torch.Tensor] = {}
         if self.spec.op == "conv":
-            w["conv"] = _crop(shared.conv.weight, k)
+            w["conv"] = center_crop(shared.conv.weight, k)
         else:
             if self.spec.op == "mb":
                 w["expand"] = shared.expand.weight[:mid]
-            w["dw"] = _crop(shared.dw.weight[:mid], k)
+            w["dw"] = center_crop(shared.dw.weight[:mid], k)
             w["project"] = shared.project.weight[:, :mid]
         if self.se_channels:
-            se, r = shared.se, self.se_channels
-            w.update({"se.reduce.weight": se.reduce.weight[:r, :mid], "se.reduce.bias": se.reduce.bias[:r],
-                      "se.expand.weight": se.expand.weight[:mid, :r], "se.expand.bias": se.expand.bias[:mid]})
+            w.update(zip((f"se.{name}" for name in SE_NAMES), slice_se(shared.se, mid, self.se_channels)))
         return w
 
     def forward(self, x: torch.Tensor, shared: SharedOp) -> torch.Tensor:

@@ -17,7 +17,7 @@ from nas.supernet._predictor import (
     load_accuracy_predictor,
     one_hot,
 )
-from nas.supernet._ops import ActiveWeights, BNParams, DynamicMBBlock, SupernetError
+from nas.supernet._ops import SE_NAMES, ActiveWeights, BNParams, DynamicMBBlock, SupernetError, center_crop, slice_se
 from nas.supernet._supernet import ELASTIC, Supernet, check_space, extreme_arch, largest_arch, smallest_arch
 from nas.supernet._threads import note_default_threads
 from nas.supernet._train import (
@@ -38,10 +38,10 @@ from nas.supernet._train import (
     train_supernet,
 )
 
-__all__ = ["ELASTIC", "AccuracyPredictor", "ActiveWeights", "BNParams", "CheckpointError", "ConfigError", "DynamicMBBlock", "Phase",
+__all__ = ["ELASTIC", "SE_NAMES", "AccuracyPredictor", "ActiveWeights", "BNParams", "CheckpointError", "ConfigError", "DynamicMBBlock", "Phase",
            "SharedWeightEvaluator", "Supernet", "SupernetError", "TrainConfig", "TrainResult", "accuracy",
-           "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_accuracy_predictor", "load_checkpoint", "make_evaluator",
+           "center_crop", "check_space", "checkpoint_config", "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "largest_arch", "load_accuracy_predictor", "load_checkpoint", "make_evaluator",
            "kendall_tau", "load_extracted", "one_hot", "phase_space", "PredictorReport", "recalibrate_bn", "recalibrated", "resize", "sandwich",
-           "save_checkpoint", "save_extracted", "slim_checkpoint", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]
+           "save_checkpoint", "slice_se", "save_extracted", "slim_checkpoint", "smallest_arch", "supernet_from_checkpoint", "train_supernet"]
 
 note_default_threads()  # torch's default, before `nas supernet train --threads` changes it

@@ -42,9 +42,25 @@ class ActiveWeights(NamedTuple):
     expand_bn: BNParams
     dw: torch.Tensor  # (mid, 1, k, k), transformed
     dw_bn: BNParams
-    se: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None  # reduce w/b, expand w/b
+    se: tuple[torch.Tensor, ...] | None  # SE_NAMES: reduce w/b, expand w/b
     project: torch.Tensor  # (out, mid, 1, 1)
     project_bn: BNParams
+
+
+SE_NAMES = ("reduce.weight", "reduce.bias", "expand.weight", "expand.bias")
+"""State-dict names (under ``se.``) of the squeeze-excite tensors `slice_se` returns."""
+
+
+def center_crop(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """The centre `k`×`k` taps of a square kernel (a view): a smaller kernel of shared weights."""
+    start = (weight.shape[-1] - k) // 2
+    return weight[..., start:start + k, start:start + k]
+
+
+def slice_se(se: SqueezeExcite, mid: int, reduced: int) -> tuple[torch.Tensor, ...]:
+    """The squeeze-excite tensors (`SE_NAMES`) of the first `mid` channels and `reduced` bottleneck ones."""
+    return (se.reduce.weight[:reduced, :mid], se.reduce.bias[:reduced],
+            se.expand.weight[:mid, :reduced], se.expand.bias[:mid])
 
 
 def _bn_slice(bn: nn.BatchNorm2d, n: int) -> BNParams:
@@ -119,21 +135,15 @@ class DynamicMBBlock(nn.Module):
         for small in self.kernels[1:]:
             if current == k:
                 break
-            start = (current - small) // 2
-            crop = weight[:, :, start:start + small, start:start + small]
             matrix = self.kernel_transforms[_transform_name(current, small)]
-            weight = (crop.reshape(mid, small * small) @ matrix).reshape(mid, 1, small, small)
+            weight = (center_crop(weight, small).reshape(mid, small * small) @ matrix).reshape(mid, 1, small, small)
             current = small
         return weight
 
     def active(self, spec: BlockSpec) -> ActiveWeights:
         """The sliced (and transformed) tensors of `spec`; BN buffers are views of the full ones."""
         mid = spec.mid_channels(self.in_channels)
-        se = None
-        if spec.se:
-            r = spec.se_channels(self.in_channels)
-            se = (self.se.reduce.weight[:r, :mid], self.se.reduce.bias[:r],
-                  self.se.expand.weight[:mid, :r], self.se.expand.bias[:mid])
+        se = slice_se(self.se, mid, spec.se_channels(self.in_channels)) if spec.se else None
         return ActiveWeights(
             self.expand.conv.weight[:mid], _bn_slice(self.expand.bn, mid),
             self.kernel(spec.kernel, mid), _bn_slice(self.dw.bn, mid), se,
@@ -196,7 +206,7 @@ class DynamicMBBlock(nn.Module):
                 state[f"{name}.bn.{field}"] = value
             state[f"{name}.bn.num_batches_tracked"] = bn.num_batches_tracked
         if w.se is not None:
-            for field, value in zip(("reduce.weight", "reduce.bias", "expand.weight", "expand.bias"), w.se):
+            for field, value in zip(SE_NAMES, w.se):
                 state[f"se.{field}"] = value
         return {k: v.detach().clone() for k, v in state.items()}
 
@@ -212,4 +222,5 @@ def _permute(targets: list[tuple[torch.Tensor, int]], perm: torch.Tensor,
             t.copy_(t.index_select(dim, perm))
 
 
-__all__ = ["ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError", "reachable_taps"]
+__all__ = ["SE_NAMES", "ActiveWeights", "BNParams", "DynamicMBBlock", "SupernetError", "center_crop", "reachable_taps",
+           "slice_se"]
