@@ -10,60 +10,19 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import yaml
 
-from nas._arch import ACTS, Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible
+from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible
 from nas._codec import option_index
-from nas._errors import HwnasError
+from nas._space_yaml import (ATTRS, OVERRIDABLE, TOP_KEYS, Choice, SpaceError, StageDef, family_members,
+                             list_spaces, parse_families, parse_op, parse_stage, positive_int, preset_arch,
+                             read_declaration)
 
-ATTRS = ("op", "kernel", "expand", "se", "skip", "width", "depth")
-"""Stage attributes a space may fix or search over."""
-_OP_ALIASES = {"conv": ("conv", 1), "ds": ("ds", 1), "mb": ("mb", None)}
-_TOP_KEYS = {"name", "description", "num_classes", "in_channels", "resolutions", "width_mult",
-             "stem", "head", "defaults", "stages", "presets", "preset_families"}
-_STAGE_KEYS = set(ATTRS) | {"stride", "act", "choices", "per_layer"}
-OVERRIDABLE = ("num_classes", "in_channels", "resolutions", "width_mult", "stem_stride")
-"""Space parameters `load_space` accepts as keyword overrides."""
-
-Choice = int | float | str | bool
-
-
-class SpaceError(HwnasError, ValueError):
-    """A search-space file, name or parameter is invalid."""
-
-
-def parse_op(value: str) -> tuple[str, int | None]:
-    """'conv' -> ('conv', 1); 'mb6' -> ('mb', 6); 'mb' -> ('mb', None: expand chosen elsewhere)."""
-    if value in _OP_ALIASES:
-        return _OP_ALIASES[value]
-    if isinstance(value, str) and value.startswith("mb") and value[2:].isdigit():
-        return "mb", int(value[2:])
-    raise SpaceError(f"unknown op {value!r}: use conv, ds, mb or mbN (MBConv with expand ratio N)")
-
-
-@dataclass(frozen=True)
-class StageDef:
-    """One stage of a space: fixed attributes, choices, and which choices are made per layer."""
-
-    stride: int
-    act: str
-    fixed: Mapping[str, Any]
-    choices: Mapping[str, tuple[Choice, ...]]
-    per_layer: frozenset[str]
-
-    def options(self, attr: str) -> tuple[Choice, ...]:
-        return self.choices[attr] if attr in self.choices else (self.fixed[attr],)
-
-    @property
-    def max_depth(self) -> int:
-        return max(self.options("depth"))
-
+__all__ = ["ATTRS", "OVERRIDABLE", "SearchSpace", "SpaceError", "StageDef", "list_presets", "list_spaces",
+           "load_preset", "load_space", "parse_op"]
 
 class SearchSpace:
     """A search space loaded from a YAML declaration; see ``search_spaces/*.yaml``."""
@@ -72,16 +31,16 @@ class SearchSpace:
         self.source = source
         self._config = copy.deepcopy(dict(config))
         cfg = self._config
-        unknown = sorted(set(cfg) - _TOP_KEYS)
+        unknown = sorted(set(cfg) - TOP_KEYS)
         if unknown:
-            raise SpaceError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+            raise SpaceError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(TOP_KEYS)}")
         for key in ("name", "stem", "head", "stages"):
             if key not in cfg:
                 raise SpaceError(f"{source}: missing key {key!r}")
         self.name: str = str(cfg["name"])
         self.description: str = str(cfg.get("description", ""))
-        self.num_classes: int = _positive_int(cfg.get("num_classes", 1000), "num_classes", source)
-        self.in_channels: int = _positive_int(cfg.get("in_channels", 3), "in_channels", source)
+        self.num_classes: int = positive_int(cfg.get("num_classes", 1000), "num_classes", source)
+        self.in_channels: int = positive_int(cfg.get("in_channels", 3), "in_channels", source)
         self.width_mult: float = float(cfg.get("width_mult", 1.0))
         if self.width_mult <= 0:
             raise SpaceError(f"{source}: width_mult must be positive, got {self.width_mult}")
@@ -89,7 +48,7 @@ class SearchSpace:
         if not isinstance(resolutions, list) or not resolutions:
             raise SpaceError(f"{source}: resolutions must be a non-empty list, got {resolutions!r}")
         self.resolutions: tuple[int, ...] = tuple(
-            sorted({_positive_int(r, "resolutions", source) for r in resolutions}))
+            sorted({positive_int(r, "resolutions", source) for r in resolutions}))
         try:
             stem = dict(cfg["stem"])
             stem["out_channels"] = self._scale(stem["out_channels"])
@@ -103,57 +62,14 @@ class SearchSpace:
             raise SpaceError(f"{source}: bad stem/head: {err}") from None
         defaults = cfg.get("defaults", {}) or {}
         self.stages: tuple[StageDef, ...] = tuple(
-            self._parse_stage(i, stage, defaults) for i, stage in enumerate(cfg["stages"]))
+            parse_stage(stage, defaults, f"{source}: stage {i}") for i, stage in enumerate(cfg["stages"]))
         self._dims = self._build_dims()
         self._presets = cfg.get("presets", {}) or {}
-        self._families = self._parse_families(cfg.get("preset_families", {}) or {})
+        self._families = parse_families(self.stages, cfg.get("preset_families", {}) or {}, source)
 
     # ------------------------------------------------------------------ construction
     def _scale(self, width: int) -> int:
         return int(width) if self.width_mult == 1.0 else make_divisible(width * self.width_mult, 8)
-
-    def _parse_stage(self, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> StageDef:
-        where = f"{self.source}: stage {index}"
-        if not isinstance(raw, Mapping):
-            raise SpaceError(f"{where}: expected a mapping, got {raw!r}")
-        unknown = sorted(set(raw) - _STAGE_KEYS)
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_STAGE_KEYS)}")
-        merged: dict[str, Any] = {k: v for k, v in defaults.items() if k not in ("choices", "per_layer")}
-        merged.update({k: v for k, v in raw.items() if k not in ("choices", "per_layer")})
-        choices = dict(defaults.get("choices", {}) or {})
-        choices.update(raw.get("choices", {}) or {})
-        # a stage that fixes an attribute overrides a default choice of it
-        for attr in list(choices):
-            if attr in raw and attr not in (raw.get("choices") or {}):
-                del choices[attr]
-        per_layer = frozenset(raw.get("per_layer", defaults.get("per_layer", [])) or [])
-        for attr, opts in choices.items():
-            if attr not in ATTRS:
-                raise SpaceError(f"{where}: unknown choice {attr!r}; choices are {list(ATTRS)}")
-            if not isinstance(opts, list) or not opts or len(set(map(repr, opts))) != len(opts):
-                raise SpaceError(f"{where}: choice {attr!r} needs a list of distinct options, got {opts!r}")
-        if not per_layer <= set(choices) or per_layer & {"depth", "width", "skip", "op"}:
-            raise SpaceError(f"{where}: per_layer {sorted(per_layer)} must name kernel/expand/se choices")
-        fixed = {k: merged[k] for k in ATTRS if k in merged and k not in choices}
-        fixed.setdefault("se", 0.0)
-        fixed.setdefault("skip", False)
-        missing = [a for a in ("op", "kernel", "width", "depth") if a not in fixed and a not in choices]
-        if missing:
-            raise SpaceError(f"{where}: attribute(s) {missing} are neither fixed nor a choice")
-        stride = merged.get("stride", 1)
-        act = merged.get("act", "relu")
-        if act not in ACTS:
-            raise SpaceError(f"{where}: act {act!r} is not one of {list(ACTS)}")
-        stage = StageDef(int(stride), act, fixed,
-                         {k: tuple(v) for k, v in choices.items()}, per_layer)
-        for op in stage.options("op"):
-            base, expand = parse_op(op)
-            if expand is None and "expand" not in choices and "expand" not in fixed:
-                raise SpaceError(f"{where}: op 'mb' needs an expand ratio (fixed or a choice)")
-        if min(stage.options("depth")) < 1:
-            raise SpaceError(f"{where}: depth options must be >= 1")
-        return stage
 
     def _build_dims(self) -> dict[str, tuple[Choice, ...]]:
         dims: dict[str, tuple[Choice, ...]] = {"resolution": self.resolutions}
@@ -410,47 +326,7 @@ class SearchSpace:
         """A named arch of this space (e.g. ``mnasnet_b1``), at its declared or the given resolution."""
         if name not in self._presets:
             raise SpaceError(f"space {self.name!r} has no preset {name!r}; presets: {self.preset_names}")
-        return self._from_spec(self._presets[name], f"{self.source}: preset {name!r}", resolution)
-
-    def _from_spec(self, spec: Mapping[str, Any], where: str, resolution: int | None) -> Arch:
-        stages = spec.get("stages", [])
-        if len(stages) != len(self.stages):
-            raise SpaceError(f"{where}: {len(stages)} stages given, the space has {len(self.stages)}")
-        if resolution is None:
-            declared = spec.get("resolution", "max")
-            resolution = {"max": self.resolutions[-1], "min": self.resolutions[0]}.get(declared, declared)
-        choices: dict[str, Choice] = {"resolution": resolution}
-        for i, (st, raw) in enumerate(zip(self.stages, stages)):
-            depth = raw.get("depth", st.options("depth")[0])
-            for attr, opts in st.choices.items():
-                value = raw.get(attr, opts[0] if attr != "depth" else depth)
-                if attr in st.per_layer:
-                    values = value if isinstance(value, list) else [value] * depth
-                    if len(values) != depth:
-                        raise SpaceError(f"{where}: stage {i} {attr} lists {len(values)} values for depth {depth}")
-                    for j in range(st.max_depth):
-                        choices[f"s{i}.l{j}.{attr}"] = values[j] if j < depth else opts[0]
-                else:
-                    choices[f"s{i}.{attr}"] = value
-        try:
-            return self.decode(choices)
-        except ArchError as err:
-            raise SpaceError(f"{where}: {err}") from None
-
-    # A preset family is a hand-design recipe with a size knob (e.g. MobileNetV2's: kernel 3 and one
-    # expand ratio everywhere, one depth per stage), for baselines scaled to a latency budget.
-    def _parse_families(self, raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        searched = {attr for st in self.stages for attr in st.choices}
-        out = {}
-        for name, spec in raw.items():
-            where = f"{self.source}: preset_families.{name}"
-            fixed, scale = dict(spec.get("fixed", {}) or {}), list(spec.get("scale", []) or [])
-            unknown = sorted((set(fixed) | set(scale)) - searched)
-            if unknown or not scale:
-                raise SpaceError(f"{where}: 'fixed' and 'scale' must name choices of the space "
-                                 f"({sorted(searched)}), 'scale' at least one; got fixed={fixed}, scale={scale}")
-            out[name] = {"description": str(spec.get("description", "")), "fixed": fixed, "scale": scale}
-        return out
+        return preset_arch(self, self._presets[name], f"{self.source}: preset {name!r}", resolution)
 
     @property
     def preset_family_names(self) -> list[str]:
@@ -462,18 +338,7 @@ class SearchSpace:
         if name not in self._families:
             raise SpaceError(f"space {self.name!r} has no preset family {name!r}; "
                              f"families: {self.preset_family_names}")
-        fam = self._families[name]
-        where = f"{self.source}: preset family {name!r}"
-        options = []
-        for attr in fam["scale"]:
-            stage = next(st for st in self.stages if attr in st.choices)
-            options.append(stage.options(attr))
-        members = []
-        for combo in itertools.product(*options):
-            uniform = {**fam["fixed"], **dict(zip(fam["scale"], combo))}
-            stages = [{a: v for a, v in uniform.items() if a in st.choices} for st in self.stages]
-            members.append(self._from_spec({"stages": stages}, where, resolution))
-        return members
+        return family_members(self, self._families[name], f"{self.source}: preset family {name!r}", resolution)
 
     def preset_family_description(self, name: str) -> str:
         return str(self._families.get(name, {}).get("description", ""))
@@ -494,55 +359,12 @@ def _first_difference(arch: Arch, other: Arch) -> str:
     return "arch differs from every point of the space"
 
 
-def _positive_int(value: Any, what: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpaceError(f"{source}: {what} must be a positive integer, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------------- loading
-def _builtin_dir() -> Any:
-    return resources.files("search_spaces")
-
-
-def list_spaces() -> list[str]:
-    """Names of the built-in spaces."""
-    return sorted(p.name[:-5] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml"))
-
-
 def load_space(name_or_path: str | Path, **overrides: Any) -> SearchSpace:
     """Load a built-in space by name (``mnasnet``, ``ofa_mbv3``) or a YAML file by path.
 
     Overrides: num_classes, in_channels, resolutions (list of ints), width_mult, stem_stride.
     """
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise SpaceError(f"search space file {str(path)!r} does not exist")
-        text, source = path.read_text(), str(path)
-    else:
-        name = str(name_or_path)
-        if name not in list_spaces():
-            raise SpaceError(f"unknown search space {name!r}; built-in spaces: {', '.join(list_spaces())} "
-                             "(or give the path of a YAML file)")
-        text, source = (_builtin_dir() / f"{name}.yaml").read_text(), f"{name}.yaml"
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{source}: malformed YAML ({err})") from None
-    if not isinstance(config, dict):
-        raise SpaceError(f"{source}: expected a mapping at the top level")
-    unknown = sorted(set(overrides) - set(OVERRIDABLE))
-    if unknown:
-        raise SpaceError(f"unknown space parameter(s) {unknown}; allowed: {list(OVERRIDABLE)}")
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "stem_stride":
-            config["stem"] = {**config["stem"], "stride": value}
-        else:
-            config[key] = list(value) if key == "resolutions" else value
-    return SearchSpace(config, source)
+    return SearchSpace(*read_declaration(name_or_path, **overrides))
 
 
 def list_presets() -> dict[str, str]:
