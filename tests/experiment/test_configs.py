@@ -55,3 +55,44 @@ def test_shipped_config_passes_every_check_up_to_the_supernet_checkpoint(tmp_pat
     with pytest.raises(ConfigError, match=r"evaluator\.options\.checkpoint: file .*none\.pt' does not exist"):
         prepare_search(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_one_config_error_and_one_format(tmp_path) -> None:
+    """Experiment, supernet, strategy and ProxylessNAS configs load through `nas._config.load`: the
+    same `ConfigError` class and one line naming the key's path (as ``--set`` spells it)."""
+    import nas.experiment
+    import nas.supernet
+    from nas.experiment import config_from_dict
+    from nas.supernet import TrainConfig
+
+    assert nas.experiment.ConfigError is nas.supernet.ConfigError
+    base = {"latency": {"tables": [{"path": "macs-proxy"}]}, "evaluator": {"name": "synthetic"}}
+    cases = [
+        (lambda: config_from_dict({**base, "search": {"n_trails": 3}}),
+         r"^search\.n_trails: unknown key; allowed: \['max_tries', 'n_trials', 'progress', 'storage'\]$"),
+        (lambda: config_from_dict({**base, "seed": True}), r"^seed: expected int, got True$"),
+        (lambda: config_from_dict({**base, "strategy": {"name": "rl", "options": {"lr": "fast"}}}),
+         r"^strategy\.options\.lr: expected float, got 'fast'$"),
+        (lambda: config_from_dict({**base, "strategies": [{"name": "proxyless", "options": {"stpes": 5}}]}),
+         r"^strategies\.0\.options\.stpes: unknown key; allowed: \["),
+        (lambda: make_config("evolution", {"mode": "aging"}), r"^mode: unknown key; allowed: \['mutate_prob', "),
+        (lambda: ProxylessConfig.from_dict({"target_ms": 1.0, "steps": 2.5}), r"^steps: expected int, got 2\.5$"),
+        (lambda: TrainConfig.from_dict({"output_dir": "x", "space": {"name": "ofa_mbv3"}, "data": {"dataset": "d"},
+                                        "phases": [{"name": "a", "lr": 0.1}]}), r"^config: phases\.0\.steps: missing key$"),
+    ]
+    for build, words in cases:
+        with pytest.raises(nas.experiment.ConfigError, match=words):
+            build()
+
+
+def test_valid_inputs_keep_their_meaning() -> None:
+    """One item for a list, an empty section for its defaults, an int for a float: as before."""
+    from nas.experiment import config_from_dict
+
+    config = config_from_dict({"latency": {"tables": {"path": "macs-proxy"}, "budget_ms": 1}, "search": None,
+                               "evaluator": {"name": "synthetic"}, "results": {"budgets_ms": 2}, "strategy": {"name": "aging"}},
+                              ["space.resolutions=28", "strategy.options.population=4"])
+    assert config.latency.tables[0].path == "macs-proxy" and config.latency.budget_ms == 1.0
+    assert isinstance(config.latency.budget_ms, float) and config.results.budgets_ms == [2.0]
+    assert config.search.n_trials == 100 and config.space.resolutions == [28]
+    assert config.strategies[0].options == {"population": 4}
