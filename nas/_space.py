@@ -17,12 +17,8 @@ import numpy as np
 
 from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible
 from nas._codec import option_index
-from nas._space_yaml import (ATTRS, OVERRIDABLE, TOP_KEYS, Choice, SpaceError, StageDef, family_members,
-                             list_spaces, parse_families, parse_op, parse_stage, positive_int, preset_arch,
-                             read_declaration)
-
-__all__ = ["ATTRS", "OVERRIDABLE", "SearchSpace", "SpaceError", "StageDef", "list_presets", "list_spaces",
-           "load_preset", "load_space", "parse_op"]
+from nas._space_yaml import (ATTRS, TOP_KEYS, Choice, SpaceError, StageDef, family_members, list_spaces,
+                             parse_families, parse_op, parse_stage, positive_int, preset_arch, read_declaration)
 
 class SearchSpace:
     """A search space loaded from a YAML declaration; see ``search_spaces/*.yaml``."""

@@ -108,3 +108,26 @@ def test_supernet_evaluator_adapts_shared_weights() -> None:
     results = ev.evaluate_many(archs)
     assert [r.accuracy for r in results] == [shared(a) for a in archs]
     assert all(r.macs == nas.count_macs(a, 10, 1) for r, a in zip(results, archs))
+
+
+def test_latency_of_rows_equals_latency_of_archs() -> None:
+    from pathlib import Path
+
+    from nas.evaluators import TableLatency
+    from nas.latency import LatencyTable
+
+    sp = nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=0.5)
+    root = Path(__file__).resolve().parents[2]
+    table = LatencyTable.load(root / "latency_tables" / "xeon-amx-2core_onnxruntime_t1_ofa_mbv3_r28_w0.5.csv")
+    codec = Codec.of(sp)
+    rows = codec.sample(np.random.default_rng(0), 20)  # not canonical: layers beyond the depth cost nothing
+    archs = codec.decode_many(rows)
+    for source in (TableLatency(table, sp), MacsProxy(sp)):
+        assert np.array_equal(source.predict_rows(rows), source.predict_many(archs))
+
+
+def test_option_index_keeps_bools_numbers_and_strings_apart() -> None:
+    from nas._codec import option_index
+
+    assert option_index((1, True), True) == 1 and option_index((True, 1), 1) == 1
+    assert option_index((0.0, 0.25), 0) == 0 and option_index(("1",), 1) is None
