@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "nas._errors": ["HwnasError"],
+    "nas._config": ["ConfigError"],
     "nas._arch": ["Arch", "ArchError", "BlockKey", "BlockSpec", "HeadSpec", "make_divisible"],
     "nas._codec": ["Codec"],
     "nas._space": ["SearchSpace", "SpaceError", "list_presets", "list_spaces", "load_preset", "load_space"],
@@ -25,6 +26,7 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nas._config import ConfigError
     from nas._errors import HwnasError
     from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, make_divisible
     from nas._codec import Codec

@@ -39,16 +39,14 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from nas.experiment import report
-    from nas.experiment._results import run_machine_warnings
+    from nas.experiment import RunFolder, measure_best, report, run_machine_warnings
 
-    for line in run_machine_warnings(args.run):  # `nas search` says these at its start
+    run = RunFolder.open(args.run)
+    for line in run_machine_warnings(run):  # `nas search` says these at its start
         print(f"warning: {line}", file=sys.stderr, flush=True)
-    _print_report(report(args.run, export_best=args.export_best, budget_ms=args.budget_ms))
+    _print_report(report(run, export_best=args.export_best, budget_ms=args.budget_ms))
     if args.measure:
-        from nas.experiment._results import measure_best
-
-        for m in measure_best(args.run, args.budget_ms):
+        for m in measure_best(run, args.budget_ms):
             print(f"best arch (trial {m['trial']}, {m['strategy']}): accuracy {m['accuracy']:.4f}, latency on "
                   f"{m['table']}: predicted {m['predicted_ms']:.3f} ms, measured {m['measured_ms']:.3f} ms "
                   f"({m['error_pct']:+.1f}%); table check here: {m['check']} ({m['check_reason']})")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import optuna
 
 import nas
 from nas._errors import HwnasError
@@ -28,22 +27,16 @@ from nas.evaluators import (
     TableLatency,
     TrainEvaluator,
 )
-from nas.experiment._config import EVALUATORS, ConfigError, ExperimentConfig, StrategyConfig
+from nas.experiment._config import DERIVING_STRATEGIES, EVALUATORS, ConfigError, ExperimentConfig, StrategyConfig
 from nas.experiment._standins import StandIns
-from nas.strategies import Objective, make_strategy
+from nas.experiment._storage import check_storage
+from nas.proxyless import ProxylessStrategy
+from nas.strategies import DerivingStrategy, Objective, make_strategy
 
 EXTERNAL_STRATEGIES = {"proxyless": "nas.proxyless:search"}
 """Strategies outside ask/tell (they run their own loop): name -> "module:function", imported on use.
 The function is called as ``fn(config, strategy_config, space, sources, evaluator, record)`` and
 persists each arch it derives with ``record(arch, result, extra=None)`` (a completed trial)."""
-
-SQLITE_TIMEOUT_S = 30
-"""SQLite busy timeout: concurrent workers wait for the lock instead of failing."""
-HEARTBEAT_S = 20
-"""A worker evaluating a trial records a heartbeat this often (RDB storages)."""
-GRACE_S = 60
-"""A RUNNING trial whose heartbeat is older than this belongs to a dead worker (any host) and is failed."""
-
 
 # ---------------------------------------------------------------------- building blocks
 def build_space(config: ExperimentConfig) -> SearchSpace:
@@ -93,10 +86,9 @@ def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Seq
     return float(f"{np.quantile(latencies, lat.budget_quantile):.4g}")
 
 
-def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], space: SearchSpace | None = None
-                    ) -> Objective:
+def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None) -> Objective:
+    """What every strategy of the experiment optimizes, with the budget already resolved (`resolve_budget_ms`)."""
     lat = config.latency
-    budget_ms = resolve_budget_ms(config, space, sources) if space is not None else lat.budget_ms
     target = lat.target_ms if lat.target_ms is not None else budget_ms
     budget = budget_ms if budget_ms is not None else (float("inf") if target is not None else None)
     return Objective(table=sources[0].name, target_ms=target, budget_ms=budget, reward=lat.reward,
@@ -167,104 +159,27 @@ def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Seque
     raise ConfigError(f"evaluator.name: unknown evaluator {name!r}; evaluators: {', '.join(EVALUATORS)}")
 
 
-# ---------------------------------------------------------------------- storage
-def storage_url(config: ExperimentConfig) -> str:
-    if config.search.storage:
-        return config.search.storage
-    return f"sqlite:///{Path(config.run_dir).resolve() / 'study.db'}"
-
-
-def _is_journal(url: str) -> bool:
-    return url.startswith("journal:") or url.endswith((".log", ".journal"))
-
-
-def postgres_driver(url: str) -> str:
-    """A bare ``postgresql://`` URL with the driver that is installed: SQLAlchemy 2.1 reads it as
-    psycopg 3, while `hwnas[postgres]` installs psycopg2."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL; a path ending in .log/.journal (or journal:PATH) is a journal file."""
-    import warnings
-
-    if _is_journal(url):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
-    url = postgres_driver(url)
-    if url.startswith("sqlite:"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, **kwargs)
-
-
-def check_storage(config: ExperimentConfig) -> None:
-    """The storage URL parses and a file storage's folder exists (or is the run folder, made later)."""
-    url = storage_url(config)
-    if _is_journal(url):
-        file = Path(url.removeprefix("journal:"))
-    else:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            parsed = make_url(url)
-        except ArgumentError as err:
-            raise ConfigError(f"search.storage: {url!r} is not a storage URL ({err})") from None
-        if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-            return
-        file = Path(parsed.database)
-    folder = file.resolve().parent
-    if not folder.is_dir() and folder != Path(config.run_dir).resolve():
-        raise ConfigError(f"search.storage: folder {str(file.parent)!r} of {str(file)!r} does not exist")
-
-
 # ---------------------------------------------------------------------- strategies
-def check_external_options(config: ExperimentConfig, sc: StrategyConfig, where: str) -> None:
-    """Options of a strategy outside ask/tell (see `EXTERNAL_STRATEGIES`); called by the config loader."""
-    if sc.name != "proxyless":
-        return
-    from nas.proxyless import ProxylessError
-
-    try:
-        _proxyless_config(config, sc)
-    except ProxylessError as err:
-        raise ConfigError(f"{where}.options: {err}") from None
-
-
-def _proxyless_config(config: ExperimentConfig, sc: StrategyConfig) -> Any:
-    """The `ProxylessConfig` `nas.proxyless.search` will build from the experiment."""
-    from nas.proxyless import ProxylessConfig
-
-    lat = config.latency
-    return ProxylessConfig.from_dict(sc.options, target_ms=lat.target_ms if lat.target_ms is not None
-                                     else lat.budget_ms, n_derived=config.search.n_trials)
-
-
-def check_strategy(config: ExperimentConfig, sc: StrategyConfig, space: SearchSpace,
-                   sources: Sequence[LatencySource], objective: Objective) -> None:
-    """Build strategy `sc` once for `space` (then discard it); an external one's needs are checked."""
+def build_strategy(config: ExperimentConfig, sc: StrategyConfig, space: SearchSpace,
+                   sources: Sequence[LatencySource], objective: Objective) -> DerivingStrategy | None:
+    """Check strategy `sc` against `space` and the objective: an ask/tell one is built once and
+    discarded (each worker builds its own, seeded by its first trial); a deriving one is returned."""
     where = f"strategy {sc.key!r}"
-    if sc.name == "proxyless":
-        if not any(isinstance(s, TableLatency) for s in sources):
-            raise ConfigError(f"{where}: 'proxyless' needs a latency table (latency.tables), not the MACs proxy")
-        _dataset(_proxyless_config(config, sc).dataset, None, f"{where}: options.dataset")
-        return
-    if sc.name in EXTERNAL_STRATEGIES:
-        return
     try:
+        if sc.name in DERIVING_STRATEGIES:
+            tables = [getattr(s, "table", None) for s in sources]
+            strategy = DERIVING_STRATEGIES[sc.name].build(space, tables, objective, sc.options, seed=config.seed,
+                                                          n_derived=config.search.n_trials)
+            if isinstance(strategy, ProxylessStrategy):
+                _dataset(strategy.config.dataset, None, f"{where}: options.dataset")
+            return strategy
         make_strategy(sc.name, space, sc.options, seed=config.seed, objective=objective,
                       latency_fn=sources[0].predict_many, max_tries=config.search.max_tries)
+    except ConfigError:
+        raise
     except (HwnasError, TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
+    return None
 
 
 # ---------------------------------------------------------------------- everything, before acting
@@ -277,6 +192,11 @@ class SearchSetup:
     sources: list[LatencySource]
     evaluator: EvaluatorBase
     budget_ms: float | None
+    """The hard budget (ms on the primary table), resolved once from budget_ms or budget_quantile."""
+    objective: Objective
+    """What every strategy optimizes, built once from the resolved budget."""
+    deriving: dict[str, DerivingStrategy]
+    """The deriving strategies that will run (ProxylessNAS), by label, built from `objective`."""
     stand_ins: StandIns
     machine_warnings: list[str]
     """One line per latency table measured on another machine or runtime (`machine_warnings`)."""
@@ -296,10 +216,13 @@ def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = 
     space = build_space(config)
     sources = build_latency(config, space)
     budget_ms = resolve_budget_ms(config, space, sources)
-    objective = build_objective(config, sources, space)
+    objective = build_objective(config, sources, budget_ms)
+    deriving = {}
     for sc in config.strategies:
         if not strategies or sc.key in strategies:
-            check_strategy(config, sc, space, sources, objective)
+            strategy = build_strategy(config, sc, space, sources, objective)
+            if strategy is not None:
+                deriving[sc.key] = strategy
     names = space.preset_names
     unknown = sorted(set(config.results.presets or []) - set(names) - set(space.preset_family_names))
     if unknown:
@@ -309,4 +232,5 @@ def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = 
         raise ConfigError(f"run_dir: {config.run_dir!r} exists and is not a folder")
     check_storage(config)
     evaluator = build_evaluator(config, space, sources)
-    return SearchSetup(config, space, sources, evaluator, budget_ms, StandIns.of(config), machine_warnings(sources))
+    return SearchSetup(config, space, sources, evaluator, budget_ms, objective, deriving, StandIns.of(config),
+                       machine_warnings(sources))

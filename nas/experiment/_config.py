@@ -21,8 +21,13 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nas._config import ConfigError, Many, Section, load, read_yaml
-from nas.proxyless import ProxylessConfig, ProxylessError
+from nas.proxyless import ProxylessError, ProxylessStrategy
 from nas.strategies import Objective, SearchError, make_config, strategy_names
+
+DERIVING_STRATEGIES: dict[str, Any] = {"proxyless": ProxylessStrategy}
+"""Strategies that run their own loop and derive archs at the end instead of ask/tell: name -> class
+with ``check_options(options, where)`` (the config loader) and ``build(space, tables, objective, options,
+*, seed, n_derived) -> DerivingStrategy`` (from the resolved objective, in `prepare_search`)."""
 
 
 @dataclass
@@ -248,7 +253,7 @@ def _check_strategies(config: ExperimentConfig, single: bool) -> None:
         raise ConfigError("strategies is empty: give at least one strategy")
     if len(set(keys)) != len(keys):
         raise ConfigError(f"strategies need distinct labels, got {keys}")
-    names = [*strategy_names(), "proxyless"]
+    names = [*strategy_names(), *DERIVING_STRATEGIES]
     for i, sc in enumerate(config.strategies):
         where = "strategy" if single else f"strategies.{i}"
         if sc.name not in names:
@@ -258,12 +263,10 @@ def _check_strategies(config: ExperimentConfig, single: bool) -> None:
 
 def check_options(config: ExperimentConfig, sc: StrategyConfig, where: str) -> None:
     """The options of strategy `sc` (at key path `where`): an ask/tell strategy's config
-    (`nas.strategies.make_config`) or ProxylessNAS's (`nas.proxyless.ProxylessConfig`)."""
-    lat = config.latency
+    (`nas.strategies.make_config`) or a deriving strategy's (`DERIVING_STRATEGIES`)."""
     try:
-        if sc.name == "proxyless":
-            target = lat.target_ms or lat.budget_ms or (1.0 if lat.budget_quantile else None)
-            ProxylessConfig.from_dict(sc.options, where, target_ms=target, n_derived=1)
+        if sc.name in DERIVING_STRATEGIES:
+            DERIVING_STRATEGIES[sc.name].check_options(sc.options, where)
         else:
             make_config(sc.name, sc.options, where)
     except (SearchError, ProxylessError) as err:  # a value check of the config's __post_init__

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,21 +11,14 @@ import numpy as np
 import pandas as pd
 
 from nas._arch import Arch
+from nas._atomic import atomic_path, atomic_write
 from nas._errors import HwnasError
-from nas.experiment._config import ConfigError, ExperimentConfig, config_from_dict
+from nas.experiment._build import build_latency, build_space, machine_warnings
+from nas.experiment._config import ConfigError, ExperimentConfig
 from nas.experiment._pareto import hypervolume, pareto_mask
-from nas.experiment._build import open_storage, storage_url
-from nas.experiment._runner import study_name
+from nas.experiment._rundir import RunFolder
 from nas.experiment._standins import StandIns
-
-
-def load_run_config(run_dir: str | Path) -> ExperimentConfig:
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); run `nas search` first")
-    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+from nas.experiment._storage import open_storage, storage_url, study_name
 
 
 def trials_table(config: ExperimentConfig) -> pd.DataFrame:
@@ -159,12 +151,12 @@ def pareto_plot(df: pd.DataFrame, presets: dict[str, Any], path: str | Path,
     import matplotlib.pyplot as plt
 
     fig = pareto_figure(df, presets, budgets_ms, stand_ins)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 @dataclass
@@ -181,49 +173,37 @@ class RunReport:
     """The run's stand-ins (MACs proxy, synthetic accuracy): `notice()` is "" when there are none."""
 
 
-def run_budget_ms(run_dir: str | Path) -> float | None:
-    """The hard budget the run used (resolved from budget_quantile when given), from meta.json."""
-    meta = Path(run_dir) / "meta.json"
-    if meta.is_file():
-        return json.loads(meta.read_text()).get("budget_ms")
-    return load_run_config(run_dir).latency.budget_ms
-
-
-def report(run_dir: str | Path, export_best: str | Path | None = None, budget_ms: float | None = None) -> RunReport:
-    """Write trials.csv, hypervolume.csv and pareto.png in the run folder; optionally export the best arch."""
-    config = load_run_config(run_dir)
-    search_budget = run_budget_ms(run_dir)
-    run = Path(run_dir)
+def report(run: str | Path | RunFolder, export_best: str | Path | None = None, budget_ms: float | None = None
+           ) -> RunReport:
+    """Write trials.csv, hypervolume.csv and pareto.png in the run folder; optionally export the best arch
+    (within `budget_ms`, default the budget the search used, from meta.json)."""
+    run = run if isinstance(run, RunFolder) else RunFolder.open(run)
+    config, folder = run.config, run.path
     df = trials_table(config)
     df.attrs["title"] = f"{config.name}: {config.space.name} r{','.join(map(str, config.space.resolutions or []))}, " \
                         f"{config.evaluator.name} accuracy"
-    csv_path = run / "trials.csv"
-    tmp = run / f".trials.{os.getpid()}.tmp"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
-    configured = list(config.results.budgets_ms) or ([search_budget] if search_budget else [])
+    csv_path = folder / "trials.csv"
+    atomic_write(csv_path, df.to_csv(index=False))
+    configured = list(config.results.budgets_ms) or ([run.budget_ms] if run.budget_ms else [])
     budgets = default_budgets(df, configured)
     best = best_under_budgets(df, budgets)
-    presets_path = run / "presets.json"
+    presets_path = folder / "presets.json"
     presets = json.loads(presets_path.read_text()) if presets_path.is_file() else {}
     hv = hypervolume_table(df)
-    hv.to_csv(run / "hypervolume.csv", index=False)
-    best.drop(columns=["arch"], errors="ignore").to_csv(run / "best.csv", index=False)
+    hv.to_csv(folder / "hypervolume.csv", index=False)
+    best.drop(columns=["arch"], errors="ignore").to_csv(folder / "best.csv", index=False)
     stand_ins = StandIns.of(config)
-    plot = pareto_plot(df, presets, run / "pareto.png", budgets, stand_ins)
+    plot = pareto_plot(df, presets, folder / "pareto.png", budgets, stand_ins)
     exported = None
     if export_best is not None:
-        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else search_budget)
+        exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else run.budget_ms)
     return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins)
 
 
-def run_machine_warnings(run_dir: str | Path) -> list[str]:
+def run_machine_warnings(run: RunFolder) -> list[str]:
     """One line per latency table of the run measured on another machine than this one."""
-    from nas.experiment._build import build_latency, build_space, machine_warnings
-
-    config = load_run_config(run_dir)
     try:
-        return machine_warnings(build_latency(config, build_space(config)))
+        return machine_warnings(build_latency(run.config, build_space(run.config)))
     except HwnasError as err:  # a table moved or deleted since the search: say so, report the rest
         return [f"the run's latency tables cannot be read here ({err})"]
 
@@ -239,32 +219,26 @@ def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
     return done.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
 
 
-def measure_best(run_dir: str | Path, budget_ms: float | None = None, work: str | Path | None = None
+def measure_best(run: RunFolder, budget_ms: float | None = None, work: str | Path | None = None
                  ) -> list[dict[str, Any]]:
     """Measure the best arch end to end on each table's backend (threads, protocol of the table):
     predicted vs measured ms, and `nas latency check`'s verdict on the table here. Run under the CPU
     lock for valid figures."""
-    from nas.experiment._build import build_latency, build_space
     from nas.evaluators import TableLatency
+    from nas.latency import check_table, measure_archs
 
-    config = load_run_config(run_dir)
-    df = trials_table(config)
-    row = best_arch(df, budget_ms if budget_ms is not None else run_budget_ms(run_dir))
+    config = run.config
+    work = Path(work or run.path / ".measure")
+    row = best_arch(trials_table(config), budget_ms if budget_ms is not None else run.budget_ms)
     arch = Arch.from_json(row.arch)
     space = build_space(config)
     out = []
     for source in build_latency(config, space):
         if not isinstance(source, TableLatency):
             continue
-        from nas.latency._validate import measure_archs
-
-        measured = float(measure_archs([arch], space, source.table, Path(work or Path(run_dir) / ".measure"),
-                                       progress=False)[0])
+        measured = float(measure_archs([arch], space, source.table, work, progress=False)[0])
         predicted = float(source.predict_many([arch])[0])
-        from nas.latency import check_table
-
-        verdict = check_table(source.table, space, Path(work or Path(run_dir) / ".measure") / "check",
-                              progress=False)
+        verdict = check_table(source.table, space, work / "check", progress=False)
         out.append({"table": source.name, "trial": int(row.trial), "strategy": row.strategy,
                     "accuracy": float(row.accuracy), "predicted_ms": predicted, "measured_ms": measured,
                     "error_pct": 100 * (predicted - measured) / measured, "check": verdict.verdict,
@@ -276,9 +250,5 @@ def export_best_arch(df: pd.DataFrame, path: str | Path, budget_ms: float | None
     """Write the most accurate completed arch (within `budget_ms` on the primary table) as JSON,
     the format `nas extract --arch` and `nas model summary` read."""
     arch = Arch.from_json(best_arch(df, budget_ms).arch)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(arch.to_json(indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    atomic_write(path, arch.to_json(indent=1) + "\n")
+    return Path(path)

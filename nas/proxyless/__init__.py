@@ -11,7 +11,7 @@
 of one layer that run the same op share their convolutions (`SharedOp`, `SharedCandidate`).
 """
 
-from nas.proxyless._experiment import search
+from nas.proxyless._experiment import ProxylessStrategy
 from nas.proxyless._memory import saved_activation_bytes
 from nas.proxyless._mixed import MixedLayer, Unit
 from nas.proxyless._network import OP_ATTRS, SEARCHABLE, ProxylessError, ProxylessNetwork, resolve_pins
@@ -20,5 +20,5 @@ from nas.proxyless._search import (LOSSES, ProxylessConfig, ProxylessResult, Pro
                                    latency_loss, run_proxyless)
 
 __all__ = ["LOSSES", "OP_ATTRS", "SEARCHABLE", "MixedLayer", "ProxylessConfig", "ProxylessError",
-           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "SharedCandidate", "SharedOp", "Unit",
-           "build_network", "latency_loss", "resolve_pins", "run_proxyless", "saved_activation_bytes", "search"]
+           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "ProxylessStrategy", "SharedCandidate", "SharedOp", "Unit",
+           "build_network", "latency_loss", "resolve_pins", "run_proxyless", "saved_activation_bytes"]

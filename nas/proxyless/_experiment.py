@@ -1,34 +1,55 @@
-"""`nas search` with ``strategy: proxyless``: run the differentiable search, record the derived archs.
+"""``strategy: proxyless`` in an experiment: ProxylessNAS as a deriving strategy.
 
-The experiment runner calls `search` (see ``nas.experiment._runner.EXTERNAL_STRATEGIES``); each derived
-arch is evaluated by the experiment's evaluator and stored as a completed trial like any other.
+The experiment resolves its `Objective` once (the latency target T, from ``latency.target_ms`` or the
+concrete budget, ``budget_quantile`` included) and builds `ProxylessStrategy` from it; `derive` runs
+the differentiable search on the first latency table and returns the derived archs, which the
+experiment evaluates and stores as completed trials like any other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from nas._arch import Arch
 from nas._space import SearchSpace
-from nas.proxyless._search import ProxylessConfig, ProxylessError, run_proxyless
+from nas.latency import LatencyTable
+from nas.proxyless._network import ProxylessError
+from nas.proxyless._search import ProxylessConfig, run_proxyless
+from nas.strategies import Objective
 
 
-def search(config: Any, strategy_config: Any, space: SearchSpace, sources: Sequence[Any], evaluator: Any,
-           record: Callable[..., int]) -> list[Arch]:
-    """Run ProxylessNAS with the experiment's first latency table as the target device.
+@dataclass(frozen=True)
+class ProxylessStrategy:
+    """ProxylessNAS on `space` with `tables[0]` as the target device (implements `DerivingStrategy`)."""
 
-    The latency target is ``strategy.options.target_ms``, else ``latency.target_ms``, else the
-    hard budget ``latency.budget_ms``; ``n_derived`` defaults to ``search.n_trials``.
-    """
-    tables = [s.table for s in sources if hasattr(getattr(s, "table", None), "expected")]
-    if not tables:
-        raise ProxylessError("strategy 'proxyless' needs a latency table (latency.tables), not the MACs proxy")
-    latency = config.latency
-    target = latency.target_ms if latency.target_ms is not None else latency.budget_ms
-    pc = ProxylessConfig.from_dict(strategy_config.options, target_ms=target, n_derived=config.search.n_trials)
-    result = run_proxyless(space, tables, None, pc, seed=config.seed, progress=config.search.progress)
-    for rank, (arch, predicted_ms) in enumerate(zip(result.derived, result.predicted_ms)):
-        record(arch, evaluator.evaluate(arch), {"proxyless": {
-            "rank": rank, "predicted_ms": float(predicted_ms), "expected_ms": float(result.expected_ms),
-            "target_ms": pc.target_ms, "seconds": float(result.seconds)}})
-    return result.derived
+    space: SearchSpace
+    tables: Sequence[LatencyTable]
+    config: ProxylessConfig
+    seed: int
+
+    name = "proxyless"
+
+    @classmethod
+    def build(cls, space: SearchSpace, tables: Sequence[Any], objective: Objective, options: Mapping[str, Any],
+              *, seed: int, n_derived: int) -> "ProxylessStrategy":
+        """From the experiment's objective: T is ``options.target_ms``, else the objective's target;
+        `n_derived` (the trial count) unless the options give it."""
+        latency_tables = [t for t in tables if isinstance(t, LatencyTable)]
+        if not latency_tables:
+            raise ProxylessError("strategy 'proxyless' needs a latency table (latency.tables), not the MACs proxy")
+        config = ProxylessConfig.from_dict(options, target_ms=objective.target_ms, n_derived=n_derived)
+        return cls(space, latency_tables, config, seed)
+
+    @staticmethod
+    def check_options(options: Mapping[str, Any], where: str = "") -> None:
+        """The options alone (keys, types, values), as the config loader sees them; T comes from
+        the objective, which `build` checks once the budget is resolved."""
+        ProxylessConfig.from_dict(options, where, target_ms=1.0, n_derived=1)
+
+    def derive(self, progress: bool = True) -> list[tuple[Arch, dict[str, Any]]]:
+        """Run the search; each derived arch (argmax first) with what its trial records."""
+        result = run_proxyless(self.space, list(self.tables), None, self.config, seed=self.seed, progress=progress)
+        return [(arch, {"proxyless": {"rank": rank, "predicted_ms": float(ms), "expected_ms": float(result.expected_ms),
+                                      "target_ms": self.config.target_ms, "seconds": float(result.seconds)}})
+                for rank, (arch, ms) in enumerate(zip(result.derived, result.predicted_ms))]

@@ -35,6 +35,7 @@ from nas._arch import Arch
 from nas._config import load
 from nas._space import SearchSpace
 from nas.proxyless._network import ProxylessError, ProxylessNetwork
+from nas.strategies import reward_exponent
 
 LOSSES = ("mul", "add")
 
@@ -162,8 +163,8 @@ def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, config: ProxylessC
     if config.loss == "add":
         return ce + config.lam_per_ms * expected_ms
     ratio = expected_ms / float(config.target_ms)  # type: ignore[arg-type]
-    beta = config.beta if bool(ratio > 1) or config.beta_below is None else config.beta_below
-    return ce * ratio ** beta
+    below = config.beta if config.beta_below is None else config.beta_below
+    return ce * ratio ** reward_exponent(ratio, below, config.beta)
 
 
 class ProxylessSearch:

@@ -6,7 +6,7 @@
     arch = strategy.ask(); strategy.tell(arch, evaluator.evaluate(arch))
 """
 
-from nas.strategies._base import Strategy
+from nas.strategies._base import DerivingStrategy, Strategy
 from nas._codec import Codec
 from nas.strategies._evolution import Evolution, EvolutionConfig
 from nas.strategies._factory import STRATEGIES, make_config, make_strategy, strategy_names
@@ -17,6 +17,7 @@ from nas.strategies._objective import (
     Objective,
     SearchError,
     mnas_reward,
+    reward_exponent,
 )
 from nas.strategies._optuna import OptunaConfig, OptunaStrategy
 from nas.strategies._random import RandomConfig, RandomSearch
@@ -27,6 +28,7 @@ __all__ = [
     "STRATEGIES",
     "Codec",
     "Controller",
+    "DerivingStrategy",
     "Evolution",
     "EvolutionConfig",
     "InfeasibleBudgetError",
@@ -43,5 +45,6 @@ __all__ = [
     "make_config",
     "make_strategy",
     "mnas_reward",
+    "reward_exponent",
     "strategy_names",
 ]

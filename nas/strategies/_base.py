@@ -10,7 +10,7 @@ learns from them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -71,11 +71,12 @@ class Strategy(ABC):
         lat = np.asarray(self.latency_fn(archs), dtype=float)  # type: ignore[misc]
         return lat <= float(self.objective.limit_ms), archs, lat  # type: ignore[arg-type]
 
-    def draw_feasible(self, propose: Any, n: int) -> list[Arch]:
+    def draw_feasible(self, propose: Any, n: int, on_reject: Any = None) -> list[Arch]:
         """Up to `n` archs from ``propose(k) -> rows`` that meet the budget.
 
-        Rejected candidates are re-proposed at most `max_tries` rounds; when none at all is found,
-        raises `InfeasibleBudgetError` naming the budget, the table and the fastest arch seen.
+        Rejected candidates are re-proposed at most `max_tries` rounds (``on_reject(latency_ms)`` hears
+        of each rejected batch); when none at all is found, raises `InfeasibleBudgetError` naming the
+        budget, the table and the fastest arch seen.
         """
         kept: list[Arch] = []
         fastest = np.inf
@@ -85,6 +86,8 @@ class Strategy(ABC):
             if len(lat) and np.isfinite(lat).any():
                 fastest = min(fastest, float(np.nanmin(lat)))
             kept.extend(a for a, ok in zip(archs, mask) if ok)
+            if on_reject is not None and not mask.all():
+                on_reject(lat[~mask])
             if len(kept) >= n:
                 return kept[:n]
             if not self.constrained:
@@ -104,6 +107,17 @@ class Strategy(ABC):
             raise ValueError(f"state of strategy {state.get('name')!r} loaded into {self.name!r}")
         if state.get("dims") != list(self.codec.names):
             raise ValueError("state was saved for a different search space")
+
+
+class DerivingStrategy(Protocol):
+    """A strategy that runs its own search loop and derives archs at the end instead of ask/tell
+    (ProxylessNAS). Built from the experiment's resolved `Objective`; the experiment evaluates and
+    stores each derived arch as a trial, with the notes `derive` returns beside it."""
+
+    name: str
+
+    def derive(self, progress: bool = True) -> list[tuple[Arch, dict[str, Any]]]:
+        """The derived archs, best first, each with what its trial records."""
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

@@ -91,9 +91,8 @@ class Objective:
         """MnasNet reward of one (accuracy, latency) pair (accuracy when no target is set)."""
         if self.target_ms is None or self.reward == "accuracy":
             return float(accuracy)
-        alpha, beta = self.exponents
-        w = alpha if latency_ms <= self.target_ms else beta
-        return float(accuracy * (latency_ms / self.target_ms) ** w)
+        ratio = latency_ms / self.target_ms
+        return float(accuracy * ratio ** reward_exponent(ratio, *self.exponents))
 
     def score(self, result: ResultLike) -> float:
         acc = float(result.accuracy)
@@ -105,9 +104,18 @@ class Objective:
         return self.table or "the latency table"
 
 
+def reward_exponent(ratio: Any, below: float, above: float) -> Any:
+    """MnasNet's exponent w of ``(LAT/T)^w`` for ``ratio = LAT/T``: `below` where ``LAT <= T``, else
+    `above`. A scalar (float or 0-d tensor) gives a float, an array an array (ProxylessNAS's latency
+    loss uses the same rule with its beta_below / beta)."""
+    if isinstance(ratio, np.ndarray):
+        return np.where(ratio <= 1.0, below, above)
+    return below if ratio <= 1.0 else above
+
+
 def mnas_reward(accuracy: np.ndarray | float, latency_ms: np.ndarray | float, target_ms: float,
                 alpha: float = -0.07, beta: float = -0.07) -> np.ndarray:
     """Vectorized MnasNet reward ``ACC × (LAT/T)^w`` (w = alpha inside the budget, beta outside)."""
     acc = np.asarray(accuracy, dtype=float)
     ratio = np.asarray(latency_ms, dtype=float) / target_ms
-    return acc * ratio ** np.where(ratio <= 1.0, alpha, beta)
+    return acc * ratio ** reward_exponent(ratio, alpha, beta)

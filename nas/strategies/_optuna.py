@@ -82,24 +82,19 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------------ ask / tell
     def ask(self) -> Arch:
-        fastest = np.inf
-        for _ in range(max(1, self.max_tries)):
+        asked: list[int] = []
+
+        def propose(n: int) -> np.ndarray:  # one Optuna trial per proposal
             trial = self._study.ask(self.distributions)
             self._log.append(["ask", dict(trial.params)])
-            arch = self.codec.decode(self.codec.row_from_choices(trial.params))
-            if not self.constrained:
-                break
-            latency = float(self.latency_fn([arch])[0])  # type: ignore[misc]
-            fastest = min(fastest, latency)
-            if latency <= float(self.objective.limit_ms):  # type: ignore[arg-type]
-                break
-            # rejected before evaluation: the sampler learns that this region is infeasible
-            self._tell_number(trial.number, [0.0, latency] if self.multi_objective else [0.0])
-        else:
-            raise InfeasibleBudgetError(
-                f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "
-                f"(fastest of {self.max_tries} proposed: {fastest:.3g} ms); raise the budget or shrink the space")
-        self._pending.setdefault(arch, []).append(trial.number)
+            asked.append(trial.number)
+            return self.codec.row_from_choices(trial.params)[None]
+
+        def reject(latency_ms: np.ndarray) -> None:  # the sampler learns that this region is infeasible
+            self._tell_number(asked[-1], [0.0, float(latency_ms[0])] if self.multi_objective else [0.0])
+
+        (arch,) = self.draw_feasible(propose, 1, on_reject=reject)
+        self._pending.setdefault(arch, []).append(asked[-1])
         return arch
 
     def _values(self, result: ResultLike) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -183,20 +184,32 @@ def test_results_table_plot_and_export(tmp_path) -> None:
     assert p.wait(timeout=60) == 0
 
 
-def test_external_strategy_records_trials(tmp_path, monkeypatch) -> None:
-    """A strategy outside ask/tell (ProxylessNAS) persists its derived archs through `record`."""
-    import types
+def test_deriving_strategy_records_trials(tmp_path, monkeypatch) -> None:
+    """A strategy outside ask/tell (like ProxylessNAS) is registered by name; the runner builds it from
+    the resolved objective, evaluates each arch it derives and stores it as a completed trial."""
+    from nas.experiment import _config as experiment_config
 
-    from nas.experiment import _runner
+    built = {}
 
-    def search(config, strategy_config, space, sources, evaluator, record):  # a one-shot "derivation"
-        arch = space.preset("ofa_min", 32)
-        record(arch, evaluator.evaluate(arch), {"derived_from": "alpha argmax"})
+    class OneShot:
+        name = "oneshot"
 
-    module = types.ModuleType("hwnas_test_external")
-    module.search = search
-    monkeypatch.setitem(sys.modules, "hwnas_test_external", module)
-    monkeypatch.setitem(_runner.EXTERNAL_STRATEGIES, "oneshot", "hwnas_test_external:search")
+        def __init__(self, space):
+            self.space = space
+
+        @staticmethod
+        def check_options(options, where):
+            built["checked"] = (dict(options), where)
+
+        @classmethod
+        def build(cls, space, tables, objective, options, *, seed, n_derived):
+            built.update(objective=objective, n_derived=n_derived)
+            return cls(space)
+
+        def derive(self, progress=True):
+            return [(self.space.preset("ofa_min", 32), {"derived_from": "alpha argmax"})]
+
+    monkeypatch.setitem(experiment_config.DERIVING_STRATEGIES, "oneshot", OneShot)
     raw = _config(tmp_path, strategy={"name": "oneshot"})
     (rep,) = run_search(config_from_dict(raw))
     assert rep.completed_here == 1
@@ -204,6 +217,8 @@ def test_external_strategy_records_trials(tmp_path, monkeypatch) -> None:
     space = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1)
     assert nas.Arch.from_json(df.arch[0]) == space.preset("ofa_min", 32)
     assert (df.state == "COMPLETE").all()
+    assert built["n_derived"] == 20 and built["objective"].table == "macs-proxy"
+    assert built["checked"] == ({}, "strategy.options")
 
 
 def test_proxyless_records_its_derived_archs_and_a_rerun_adds_none(tmp_path) -> None:
@@ -224,6 +239,26 @@ def test_proxyless_records_its_derived_archs_and_a_rerun_adds_none(tmp_path) -> 
     with pytest.raises(ConfigError, match="needs a latency table"):
         run_search(config_from_dict(macs_only))
     assert not (tmp_path / "macs").exists()  # checked before the run folder is made
+
+
+def test_proxyless_takes_its_target_from_a_budget_quantile(tmp_path) -> None:
+    """ProxylessNAS gets T from the experiment's resolved objective: a budget_quantile works (it used
+    to end in "needs a positive target_ms") and T is the budget written to meta.json."""
+    import optuna
+
+    from nas.experiment import open_storage, storage_url
+
+    table = Path(__file__).resolve().parents[2] / "latency_tables" / "x86-2core_onnxruntime_t1_ofa_mbv3_r32.csv"
+    options = {"steps": 3, "warmup_steps": 1, "batch_size": 8, "dataset": "fashion_mnist_tiny"}
+    raw = _config(tmp_path, strategy={"name": "proxyless", "options": options},
+                  latency={"tables": [{"path": str(table), "name": "cpu-ort"}], "budget_quantile": 0.4},
+                  search={"n_trials": 1, "progress": False})
+    config = config_from_dict(raw)
+    run_search(config)
+    budget_ms = json.loads((Path(config.run_dir) / "meta.json").read_text())["budget_ms"]
+    study = optuna.load_study(study_name="t.proxyless", storage=open_storage(storage_url(config)))
+    (trial,) = study.get_trials()
+    assert budget_ms > 0 and trial.user_attrs["record"]["proxyless"]["target_ms"] == budget_ms
 
 
 def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:

@@ -141,7 +141,7 @@ def test_infeasible_budget_is_one_clear_error(name, space) -> None:
 def test_unknown_strategy_and_option_are_named(space) -> None:
     with pytest.raises(SearchError, match="unknown strategy 'bogus'"):
         make_strategy("bogus", space, seed=0)
-    with pytest.raises(SearchError, match=r"unknown option\(s\) \['popsize'\]"):
+    with pytest.raises(nas.ConfigError, match=r"popsize: unknown key"):
         make_strategy("evolution", space, {"popsize": 3}, seed=0)
 
 
