@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file beside the target, fsync, then a rename over it.
 
-A crash leaves the old file or the new one, never a torn one, and a failure leaves no temporary
-file. Standard library only: the torch-free device runner uses it.
+A crash leaves the old file or the new one, never a torn one; a failure leaves no temporary file.
+Standard library only: the torch-free device runner uses it.
 """
 
 from __future__ import annotations
@@ -25,36 +25,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write `data` (text as is, no newline translation) to `path` atomically."""
     with atomic_path(path) as tmp:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            with open(tmp, "w", newline="") as f:
-                f.write(data)
+        tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, newline="")
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write `obj` as indented JSON plus a newline to `path` atomically."""
     atomic_write(path, json.dumps(obj, indent=2) + "\n")
-
-
-__all__ = ["atomic_path", "atomic_write", "atomic_write_json"]

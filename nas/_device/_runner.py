@@ -40,8 +40,7 @@ from nas._errors import HwnasError
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "hwnas-latency-work"
 OpenEntry = Callable[..., Callable[[], Any]]
-"""``open_entry(entry, threads, **backend_options) -> run``: a module-level function opening an entry
-of a backend without model files; the pass process imports it by its module and name."""
+"""``open_entry(entry, threads, **backend_options) -> run``, a module-level function (passes import it)."""
 
 
 class RunnerError(HwnasError):
@@ -365,10 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent(args.parent_pid)
     ids = json.loads(Path(args.ids_file).read_text()) if args.ids_file else None
-    open_entry = None
-    if args.open_entry:
-        module, _, name = args.open_entry.partition(":")
-        open_entry = getattr(importlib.import_module(module), name)
+    module, _, name = (args.open_entry or "").partition(":")
+    open_entry = getattr(importlib.import_module(module), name) if module else None
     try:
         run_pass(args.work, args.pass_name, args.seed, args.threads, ids, not args.quiet, open_entry)
     except HwnasError as err:

@@ -60,9 +60,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
-def supernet_from_checkpoint(path: str | os.PathLike[str]) -> Supernet:
-    """The trained supernet stored in a checkpoint (eval mode), its space rebuilt from the file."""
+def load_resumable(path: str | os.PathLike[str], comparable: dict[str, Any]) -> dict[str, Any]:
+    """A full checkpoint written by the training config whose ``comparable()`` is `comparable`;
+    `CheckpointError` for a weights-only one or one of another config."""
     payload = load_checkpoint(path)
+    if payload.get("weights_only"):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds weights only (no optimizer or data "
+                              "order), so training cannot resume from it; use another output_dir")
+    if payload["config"] != comparable:
+        changed = sorted(k for k in set(payload["config"]) | set(comparable)
+                         if payload["config"].get(k) != comparable.get(k))
+        raise CheckpointError(f"checkpoint {str(path)!r} was written by a different config "
+                              f"(differs in {changed}); use another output_dir or delete the checkpoint")
+    return payload
+
+
+def supernet_from_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any] | None = None) -> Supernet:
+    """The trained supernet stored in a checkpoint (eval mode), its space rebuilt from the file
+    (`payload`: the file as `load_checkpoint` read it, when it was)."""
+    payload = load_checkpoint(path) if payload is None else payload
     space = SearchSpace(payload["space"], f"{path} (space)")
     supernet = Supernet(space, float(payload["config"].get("dropout", 0.0)))
     try:
@@ -84,5 +100,5 @@ def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) ->
     return slim
 
 
-__all__ = ["FORMAT", "RESUME_KEYS", "WEIGHT_KEYS", "CheckpointError", "load_checkpoint", "save_checkpoint",
+__all__ = ["FORMAT", "RESUME_KEYS", "WEIGHT_KEYS", "CheckpointError", "load_checkpoint", "load_resumable", "save_checkpoint",
            "slim_checkpoint", "supernet_from_checkpoint"]

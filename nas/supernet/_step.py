@@ -115,6 +115,18 @@ def sync_buffers(supernet: Supernet, world: int) -> None:
     _all_reduce_mean([b for b in supernet.buffers() if b.is_floating_point()], world)
 
 
+def optimizer_step(supernet: Supernet, optimizer: torch.optim.Optimizer, grad_clip: float, world: int) -> None:
+    """Average the gradients over the `world` ranks, clip their norm to `grad_clip` (0: no clipping),
+    step, then average the BN buffers so that the replicas stay identical."""
+    if world > 1:
+        average_gradients(supernet, world)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
+    optimizer.step()
+    if world > 1:
+        sync_buffers(supernet, world)
+
+
 def broadcast_state(supernet: Supernet) -> None:
     """Rank 0's parameters and buffers everywhere."""
     import torch.distributed as dist
@@ -123,5 +135,5 @@ def broadcast_state(supernet: Supernet) -> None:
         dist.broadcast(t.data, 0)
 
 
-__all__ = ["Dist", "average_gradients", "broadcast_state", "init_distributed", "kd_loss", "lr_at", "sandwich",
-           "sandwich_backward", "sync_buffers"]
+__all__ = ["Dist", "average_gradients", "broadcast_state", "init_distributed", "kd_loss", "lr_at", "optimizer_step",
+           "sandwich", "sandwich_backward", "sync_buffers"]

@@ -16,22 +16,24 @@ same subnets, and gradients are averaged with ``torch.distributed`` (gloo on CPU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from nas.supernet._checkpoint import (FORMAT, CheckpointError, load_checkpoint, save_checkpoint,
+from nas._atomic import atomic_write
+from nas.supernet._checkpoint import (FORMAT, CheckpointError, load_checkpoint, load_resumable, save_checkpoint,
                                       supernet_from_checkpoint)
 from nas.supernet._config import ELASTIC_DIMS, ConfigError, Phase, TrainConfig, build_space, phase_space
 from nas.supernet._evaluate import SharedWeightEvaluator
-from nas.supernet._step import (average_gradients, broadcast_state, init_distributed, kd_loss, lr_at,
-                                sandwich, sandwich_backward, sync_buffers)
+from nas.supernet._step import (broadcast_state, init_distributed, kd_loss, lr_at, optimizer_step, sandwich,
+                                sandwich_backward)
 from nas.supernet._supernet import Supernet, largest_arch, smallest_arch
 from nas.supernet._threads import ThreadGovernor, threading_summary, threads_were_chosen
 
@@ -116,6 +118,76 @@ def make_evaluator(supernet: Supernet, loaders: Any, config: TrainConfig) -> Sha
     return SharedWeightEvaluator(supernet, calibration, validation)
 
 
+@dataclass
+class _TrainState:
+    """What the loop advances and a checkpoint keeps besides weights and optimizer (step, history,
+    sampler and dropout RNGs, data order: loader generator state at the epoch start, batches taken)."""
+
+    loader: Any  # the training BatchLoader; its generator decides each epoch's order
+    sampler: np.random.Generator
+    torch_rng: torch.Generator
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_start: torch.Tensor | None = None
+    batch_in_epoch: int = 0
+    trained_s: float = 0.0  # by earlier calls
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    started_s: float = 0.0  # time.perf_counter() when this call's loop began
+
+    @classmethod
+    def from_checkpoint(cls, loader: Any, seed: int, payload: dict[str, Any] | None) -> "_TrainState":
+        """The state of a fresh run of `seed`, or the one stored in a checkpoint `payload`."""
+        state = cls(loader, np.random.default_rng(seed), torch.Generator().manual_seed(seed + 2))
+        if payload is not None:
+            state.step, state.history = int(payload["step"]), list(payload["history"])
+            state.sampler.bit_generator.state = payload["sampler_rng"]
+            state.torch_rng.set_state(payload["torch_rng"])
+            state.epoch_start, state.batch_in_epoch = payload["epoch_start_rng"], int(payload["batch_in_epoch"])
+            state.trained_s = float(payload.get("train_seconds", 0.0))
+        return state
+
+    def start(self) -> None:
+        """Restart the stored epoch and skip the batches already taken from it; start the clock."""
+        if self.epoch_start is not None:
+            self.loader.generator.set_state(self.epoch_start)
+        self.batches = iter(self.loader)
+        self.epoch_start = self.loader.generator.get_state()
+        for _ in range(self.batch_in_epoch):
+            next(self.batches)
+        self.started_s = time.perf_counter()
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch, starting a new epoch when this one is done."""
+        while True:
+            try:
+                batch = next(self.batches)
+                self.batch_in_epoch += 1
+                return batch
+            except StopIteration:
+                self.epoch_start = self.loader.generator.get_state()
+                self.batches, self.batch_in_epoch = iter(self.loader), 0
+
+    @contextlib.contextmanager
+    def dropout_rng(self, enabled: bool) -> Iterator[None]:
+        """Torch's global RNG (dropout) runs from `torch_rng` inside, which keeps its advance."""
+        with torch.random.fork_rng(enabled=enabled):
+            if enabled:
+                torch.set_rng_state(self.torch_rng.get_state())
+            yield
+            if enabled:
+                self.torch_rng.set_state(torch.get_rng_state())
+
+    def train_seconds(self) -> float:
+        return self.trained_s + time.perf_counter() - self.started_s
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint entries of this state (`RESUME_KEYS` but the optimizer, step, history)."""
+        return {"step": self.step, "sampler_rng": self.sampler.bit_generator.state,
+                "epoch_start_rng": self.epoch_start, "batch_in_epoch": self.batch_in_epoch,
+                "torch_rng": self.torch_rng.get_state(), "history": self.history,
+                "train_seconds": self.train_seconds()}
+
+
 def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_steps: int | None = None,
                    progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume) the supernet of `config`; stop early after `stop_after_steps` steps of this
@@ -136,107 +208,55 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     supernet.to(memory_format=memory_format)  # 3-5x faster depthwise convs on CPU
     optimizer = _make_optimizer(supernet, config.optimizer, config.phases[0].lr)
-    sampler = np.random.default_rng(config.seed)
-    torch_rng = torch.Generator().manual_seed(config.seed + 2)  # dropout
-    step, history, trained_s = 0, [], 0.0
     checkpoint = config.output_dir / CHECKPOINT_NAME
-    epoch_start: torch.Tensor | None = None
-    batch_in_epoch = 0
-    if checkpoint.exists():
-        payload = load_checkpoint(checkpoint)
-        if payload.get("weights_only"):
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds weights only (no optimizer or data "
-                                  "order), so training cannot resume from it; use another output_dir")
-        if payload["config"] != config.comparable():
-            changed = sorted(k for k in set(payload["config"]) | set(config.comparable())
-                             if payload["config"].get(k) != config.comparable().get(k))
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} was written by a different config "
-                                  f"(differs in {changed}); use another output_dir or delete the checkpoint")
+    payload = load_resumable(checkpoint, config.comparable()) if checkpoint.exists() else None
+    state = _TrainState.from_checkpoint(loaders.train, config.seed, payload)
+    if payload is not None:
         supernet.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        step, history = int(payload["step"]), list(payload["history"])
-        sampler.bit_generator.state = payload["sampler_rng"]
-        torch_rng.set_state(payload["torch_rng"])
-        epoch_start, batch_in_epoch = payload["epoch_start_rng"], int(payload["batch_in_epoch"])
-        trained_s = float(payload.get("train_seconds", 0.0))
         if dist_info.main:
-            where = _locate(config.phases, min(step, config.total_steps - 1))
-            log(f"resuming from {checkpoint} at step {step}/{config.total_steps} "
+            where = _locate(config.phases, min(state.step, config.total_steps - 1))
+            log(f"resuming from {checkpoint} at step {state.step}/{config.total_steps} "
                 f"(phase {config.phases[where[0]].name}, step {where[1]} of the phase)")
     elif dist_info.world > 1:
         broadcast_state(supernet)
+    del payload
 
     evaluator = make_evaluator(supernet, loaders, config) if dist_info.main else None
     governor = ThreadGovernor(torch.get_num_threads())
     governor.enabled = governor.enabled and dist_info.world == 1 and not threads_were_chosen()
     if dist_info.main:
         log(threading_summary(governor.enabled))
-    train_loader = loaders.train
-    if epoch_start is not None:
-        train_loader.generator.set_state(epoch_start)
-    batches = iter(train_loader)
-    epoch_start = train_loader.generator.get_state()
-    for _ in range(batch_in_epoch):
-        next(batches)
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal batches, epoch_start, batch_in_epoch
-        while True:
-            try:
-                batch = next(batches)
-                batch_in_epoch += 1
-                return batch
-            except StopIteration:
-                epoch_start = train_loader.generator.get_state()
-                batches, batch_in_epoch = iter(train_loader), 0
-
-    def save() -> None:
-        if dist_info.main:
-            save_checkpoint(checkpoint, {
-                "format": FORMAT, "config": config.comparable(), "space": space.to_dict(),
-                "model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "sampler_rng": sampler.bit_generator.state, "epoch_start_rng": epoch_start,
-                "batch_in_epoch": batch_in_epoch, "torch_rng": torch_rng.get_state(), "history": history,
-                "train_seconds": trained_s + time.perf_counter() - started})
-
     sw, opt_cfg = config.sandwich, config.optimizer
-    stop_at = config.total_steps if stop_after_steps is None else min(config.total_steps, step + stop_after_steps)
+    stop_at = config.total_steps
+    if stop_after_steps is not None:
+        stop_at = min(config.total_steps, state.step + stop_after_steps)
     bar = None
     if progress and dist_info.main:
         from tqdm import tqdm
-        bar = tqdm(total=config.total_steps, initial=step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=config.total_steps, initial=state.step, unit="step", dynamic_ncols=True)
     loss_avg = acc_avg = None
     supernet.train()
-    started = time.perf_counter()
+    state.start()
     try:
-        while step < stop_at:
-            index, phase_step = _locate(config.phases, step)
+        while state.step < stop_at:
+            index, phase_step = _locate(config.phases, state.step)
             phase, pspace = config.phases[index], spaces[index]
             if phase_step == 0 and phase.reorganize_channels:
                 supernet.reorganize_channels(optimizer)  # identical on every rank: same weights
-            x, y = next_batch()
+            x, y = state.next_batch()
             if dist_info.world > 1:
                 x, y = x[dist_info.rank::dist_info.world], y[dist_info.rank::dist_info.world]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(phase, phase_step)
             x = x.contiguous(memory_format=memory_format)
-            archs = sandwich(pspace, sampler, sw["num_random"] if phase.num_random is None else phase.num_random)
+            archs = sandwich(pspace, state.sampler, sw["num_random"] if phase.num_random is None else phase.num_random)
             optimizer.zero_grad(set_to_none=True)
-            with torch.random.fork_rng(enabled=config.dropout > 0):
-                if config.dropout > 0:
-                    torch.set_rng_state(torch_rng.get_state())
+            with state.dropout_rng(config.dropout > 0):
                 mean_loss, acc = sandwich_backward(supernet, x, y, archs, label_smoothing=opt_cfg["label_smoothing"],
                                                    kd_weight=sw["kd_weight"], kd_temperature=sw["kd_temperature"])
-                if config.dropout > 0:
-                    torch_rng.set_state(torch.get_rng_state())
-            if dist_info.world > 1:
-                average_gradients(supernet, dist_info.world)
-            if opt_cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(supernet.parameters(), opt_cfg["grad_clip"])
-            optimizer.step()
-            if dist_info.world > 1:
-                sync_buffers(supernet, dist_info.world)
-            step += 1
+            optimizer_step(supernet, optimizer, opt_cfg["grad_clip"], dist_info.world)
+            state.step += 1
             loss_avg = mean_loss if loss_avg is None else 0.95 * loss_avg + 0.05 * mean_loss
             acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc
             if bar is not None:
@@ -249,22 +269,21 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
                 evaluator.clear()
                 for label, arch in (("max", largest_arch(pspace)), ("min", smallest_arch(pspace))):
                     val_acc = evaluator(arch)
-                    history.append({"phase": phase.name, "step": step, "arch": label, "val_acc": val_acc,
-                                    "train_loss": loss_avg,
-                                    "train_seconds": trained_s + time.perf_counter() - started})
-                    log(f"phase {phase.name} done at step {step}: {label} subnet val acc {val_acc:.4f}")
+                    state.history.append({"phase": phase.name, "step": state.step, "arch": label, "val_acc": val_acc,
+                                          "train_loss": loss_avg, "train_seconds": state.train_seconds()})
+                    log(f"phase {phase.name} done at step {state.step}: {label} subnet val acc {val_acc:.4f}")
                 supernet.train()
-            if phase_done or step % config.checkpoint_every_steps == 0 or step == stop_at:
-                save()
+            if dist_info.main and (phase_done or state.step % config.checkpoint_every_steps == 0
+                                   or state.step == stop_at):
+                save_checkpoint(checkpoint, {
+                    "format": FORMAT, "config": config.comparable(), "space": space.to_dict(),
+                    "model": supernet.state_dict(), "optimizer": optimizer.state_dict(), **state.to_checkpoint()})
     finally:
         if bar is not None:
             bar.close()
-    if dist_info.main and step >= config.total_steps:
-        summary = config.output_dir / "history.json"
-        tmp = summary.with_name(".history.json.tmp")
-        tmp.write_text(json.dumps(history, indent=1))
-        os.replace(tmp, summary)
-    return TrainResult(supernet.eval(), step, config.total_steps, history, checkpoint)
+    if dist_info.main and state.step >= config.total_steps:
+        atomic_write(config.output_dir / "history.json", json.dumps(state.history, indent=1))
+    return TrainResult(supernet.eval(), state.step, config.total_steps, state.history, checkpoint)
 
 
 def _locate(phases: tuple[Phase, ...], step: int) -> tuple[int, int]:
@@ -280,11 +299,11 @@ __all__ = ["CHECKPOINT_NAME", "ELASTIC_DIMS", "CheckpointError", "ConfigError", 
            "phase_space", "sandwich", "save_checkpoint", "supernet_from_checkpoint", "train_supernet"]
 
 
-def checkpoint_config(path: str | os.PathLike[str], data_root: str | None = None,
-                      val_limit: int | None = None) -> TrainConfig:
+def checkpoint_config(path: str | os.PathLike[str], data_root: str | None = None, val_limit: int | None = None,
+                      payload: dict[str, Any] | None = None) -> TrainConfig:
     """The training config stored in a checkpoint (`data_root` overrides where the dataset is read
-    from, `val_limit` caps the validation images used by evaluation)."""
-    payload = load_checkpoint(path)
+    from, `val_limit` caps the validation images used by evaluation; `payload`: the file as read)."""
+    payload = load_checkpoint(path) if payload is None else payload
     raw = {**payload["config"], "output_dir": str(Path(path).parent)}
     if data_root is not None:
         raw["data"] = {**raw["data"], "root": data_root}
@@ -301,8 +320,9 @@ def config_loaders(config: TrainConfig, resolution: int) -> Any:
 def checkpoint_evaluator(path: str | os.PathLike[str], data_root: str | None = None,
                          val_limit: int | None = None) -> tuple[Supernet, SharedWeightEvaluator]:
     """The supernet of a checkpoint and a shared-weight evaluator on the data of its config."""
-    config = checkpoint_config(path, data_root, val_limit)
-    supernet = supernet_from_checkpoint(path)
+    payload = load_checkpoint(path)
+    config = checkpoint_config(path, data_root, val_limit, payload)
+    supernet = supernet_from_checkpoint(path, payload)
     loaders = config_loaders(config, max(supernet.space.resolutions))
     return supernet, make_evaluator(supernet, loaders, config)
 
