@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 from nas._errors import HwnasError
 
@@ -35,6 +35,19 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def conv_out_size(size: int, kernel: int, stride: int) -> int:
     """Spatial output size of a conv with 'same' padding (kernel // 2)."""
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def option_index(options: Sequence[Any], value: Any) -> int | None:
+    """Index of the option `value` names (None if none): an equal option of its own type first,
+    else an equal number (True never matches 1, nor 1.0 '1')."""
+    for i, o in enumerate(options):
+        if type(o) is type(value) and o == value:
+            return i
+    for i, o in enumerate(options):
+        if (isinstance(o, (int, float)) and isinstance(value, (int, float)) and not isinstance(o, bool)
+                and not isinstance(value, bool) and o == value):
+            return i
+    return None
 
 
 @dataclass(frozen=True)

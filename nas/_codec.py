@@ -3,7 +3,7 @@
 A row holds one option index per named choice of `SearchSpace.dims` (in that order). Strategies
 keep populations as ``(n, len(dims))`` int matrices so that sampling, mutation and crossover of a
 whole generation are single numpy operations; latency tables and accuracy predictors take the same
-rows. `option_index` is the one rule by which a value matches an option.
+rows. Values match options by `nas._arch.option_index`.
 """
 
 from __future__ import annotations
@@ -14,26 +14,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from nas._arch import Arch
+from nas._arch import Arch, option_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
 
 _SHARED: "weakref.WeakKeyDictionary[SearchSpace, Codec]" = weakref.WeakKeyDictionary()
 _LAYER_DIM = re.compile(r"^s(\d+)\.l(\d+)\.(\w+)$")
-
-
-def option_index(options: Sequence[Any], value: Any) -> int | None:
-    """Index of the option `value` names (None if none): an equal option of its own type first,
-    else an equal number (True never matches 1, nor 1.0 '1')."""
-    for i, o in enumerate(options):
-        if type(o) is type(value) and o == value:
-            return i
-    for i, o in enumerate(options):
-        if (isinstance(o, (int, float)) and isinstance(value, (int, float)) and not isinstance(o, bool)
-                and not isinstance(value, bool) and o == value):
-            return i
-    return None
 
 
 class Codec:

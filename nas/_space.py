@@ -15,8 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible
-from nas._codec import option_index
+from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible, option_index
 from nas._space_yaml import (ATTRS, TOP_KEYS, Choice, SpaceError, StageDef, family_members, list_spaces,
                              parse_families, parse_op, parse_stage, positive_int, preset_arch, read_declaration)
 

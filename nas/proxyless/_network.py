@@ -21,10 +21,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from nas._arch import Arch
+from nas._arch import Arch, option_index
 from nas._errors import HwnasError
 from nas._model import Head, build_block
-from nas._codec import Codec, option_index
+from nas._codec import Codec
 from nas._space import SearchSpace
 from nas.proxyless._mixed import Combo, MixedLayer, Unit
 
