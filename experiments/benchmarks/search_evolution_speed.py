@@ -66,7 +66,7 @@ def main() -> None:
     evaluator = PredictorEvaluator(space, mlp_predictor(space), [source])
     strategy = make_strategy(args.mode, space, {"population": args.population}, seed=0,
                              objective=Objective(table=source.name, target_ms=budget, reward="accuracy"),
-                             latency_fn=source.predict_many)
+                             latency_fn=source.predict_rows)
     evaluated = 0
     start = time.perf_counter()
     gen = 0

@@ -57,13 +57,14 @@ class EvaluatorBase:
         return size
 
 
-def latency_fn(sources: Sequence[LatencySource], name: str | None = None) -> Callable[[Sequence[Arch]], np.ndarray]:
-    """The batch predictor of source `name` (default: the first), for a strategy's budget check."""
+def latency_fn(sources: Sequence[LatencySource], name: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The batch predictor (option-index rows -> ms) of source `name` (default: the first), for a
+    strategy's budget check."""
     if not sources:
         raise ValueError("no latency source")
     if name is None:
-        return sources[0].predict_many
+        return sources[0].predict_rows
     for s in sources:
         if s.name == name:
-            return s.predict_many
+            return s.predict_rows
     raise ValueError(f"no latency source named {name!r}; sources: {[s.name for s in sources]}")

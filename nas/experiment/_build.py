@@ -174,7 +174,7 @@ def build_strategy(config: ExperimentConfig, sc: StrategyConfig, space: SearchSp
                 _dataset(strategy.config.dataset, None, f"{where}: options.dataset")
             return strategy
         make_strategy(sc.name, space, sc.options, seed=config.seed, objective=objective,
-                      latency_fn=sources[0].predict_many, max_tries=config.search.max_tries)
+                      latency_fn=sources[0].predict_rows, max_tries=config.search.max_tries)
     except ConfigError:
         raise
     except (HwnasError, TypeError, ValueError) as err:

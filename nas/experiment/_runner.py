@@ -65,7 +65,7 @@ class _Worker:
     def _make_strategy(self, first_number: int) -> Strategy:
         seed = int(np.random.SeedSequence([self.config.seed, first_number]).generate_state(1)[0])
         return make_strategy(self.sc.name, self.space, self.sc.options, seed=seed, objective=self.objective,
-                             latency_fn=self.sources[0].predict_many, max_tries=self.config.search.max_tries)
+                             latency_fn=self.sources[0].predict_rows, max_tries=self.config.search.max_tries)
 
     def _sync(self) -> list[optuna.trial.FrozenTrial]:
         """Tell the strategy every completed trial it has not seen (replay on resume, other workers)."""

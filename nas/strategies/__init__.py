@@ -2,7 +2,7 @@
 
     from nas.strategies import Objective, make_strategy
     strategy = make_strategy("evolution", space, {"population": 50}, seed=0,
-                             objective=Objective(target_ms=3.0), latency_fn=table_latency)
+                             objective=Objective(target_ms=3.0), latency_fn=source.predict_rows)
     arch = strategy.ask(); strategy.tell(arch, evaluator.evaluate(arch))
 """
 

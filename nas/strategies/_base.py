@@ -68,7 +68,7 @@ class Strategy(ABC):
         archs = self.codec.decode_many(rows)
         if not self.constrained:
             return np.ones(len(rows), dtype=bool), archs, np.full(len(rows), np.nan)
-        lat = np.asarray(self.latency_fn(archs), dtype=float)  # type: ignore[misc]
+        lat = np.asarray(self.latency_fn(rows), dtype=float)  # type: ignore[misc]
         return lat <= float(self.objective.limit_ms), archs, lat  # type: ignore[arg-type]
 
     def draw_feasible(self, propose: Any, n: int, on_reject: Any = None) -> list[Arch]:

@@ -43,8 +43,9 @@ def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | Non
     """Build strategy `name` ("random", "evolution", "aging", "rl", "tpe", "nsga2") for `space`.
 
     config: the strategy's options (see its config dataclass); seed: its RNG seed; objective: what
-    it maximizes and the latency budget; latency_fn: the batch latency predictor that rejects
-    archs over budget before they are evaluated (the objective's budget_ms, default its target_ms).
+    it maximizes and the latency budget; latency_fn: the batch latency predictor of option-index
+    rows (a latency source's ``predict_rows``) that rejects archs over budget before they are
+    evaluated (the objective's budget_ms, default its target_ms).
     """
     cfg = make_config(name, config)  # raises naming an unknown strategy or option
     cls = STRATEGIES[name][0]

@@ -16,8 +16,9 @@ import numpy as np
 from nas._arch import Arch
 from nas._errors import HwnasError
 
-LatencyFn = Callable[[Sequence[Arch]], np.ndarray]
-"""Predicted latency in ms of each arch of a batch (a latency table's vectorized predictor)."""
+LatencyFn = Callable[[np.ndarray], np.ndarray]
+"""Predicted latency in ms of each row of a batch of option-index rows (`nas.Codec`; a latency
+source's ``predict_rows``)."""
 
 REWARD_PRESETS: dict[str, tuple[float, float]] = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
 

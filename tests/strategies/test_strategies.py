@@ -123,7 +123,7 @@ def test_budget_rejects_before_evaluation(name, space) -> None:
     lats = proxy.predict_many([space.sample(rng) for _ in range(200)])
     target = float(np.quantile(lats, 0.3))
     strategy = make_strategy(name, space, CONFIGS[name], seed=0, objective=Objective(target_ms=target),
-                             latency_fn=proxy.predict_many)
+                             latency_fn=proxy.predict_rows)
     evaluator = SyntheticEvaluator(space, [proxy], seed=1)
     _, archs, _ = _run(name, space, evaluator, 0, 30, strategy=strategy)
     assert (proxy.predict_many(archs) <= target).all()
@@ -133,7 +133,7 @@ def test_budget_rejects_before_evaluation(name, space) -> None:
 def test_infeasible_budget_is_one_clear_error(name, space) -> None:
     proxy = MacsProxy(space, name="cpu-table")
     strategy = make_strategy(name, space, CONFIGS[name], seed=0, max_tries=3,
-                             objective=Objective(table="cpu-table", target_ms=1e-6), latency_fn=proxy.predict_many)
+                             objective=Objective(table="cpu-table", target_ms=1e-6), latency_fn=proxy.predict_rows)
     with pytest.raises(InfeasibleBudgetError, match=r"no arch in this space meets 1e-06 ms on cpu-table"):
         strategy.ask()
 
@@ -154,7 +154,7 @@ def test_mnasnet_space_archs_and_budget(name) -> None:
     target = float(np.median(proxy.predict_many([space.sample(rng) for _ in range(100)])))
     objective = Objective(target_ms=target, reward="hard")
     evaluator = SyntheticEvaluator(space, [proxy], seed=2)
-    strategy = make_strategy(name, space, CONFIGS[name], seed=0, objective=objective, latency_fn=proxy.predict_many)
+    strategy = make_strategy(name, space, CONFIGS[name], seed=0, objective=objective, latency_fn=proxy.predict_rows)
     _, archs, results = _run(name, space, evaluator, 0, 25, strategy=strategy)
     assert all(space.contains(a) for a in archs)
     assert all(r.latency() <= target for r in results)
@@ -164,7 +164,7 @@ def test_soft_target_without_budget_does_not_reject(space) -> None:
     proxy = MacsProxy(space)
     objective = Objective(target_ms=1e-6, budget_ms=float("inf"))
     strategy = make_strategy("evolution", space, CONFIGS["evolution"], seed=0, objective=objective,
-                             latency_fn=proxy.predict_many)
+                             latency_fn=proxy.predict_rows)
     arch = strategy.ask()  # a soft target never makes the space infeasible
     assert space.contains(arch)
 
