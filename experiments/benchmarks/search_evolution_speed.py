@@ -21,7 +21,7 @@ import torch
 
 import nas
 from nas.evaluators import MacsProxy, PredictorEvaluator, TableLatency
-from nas.strategies import Codec, Objective, make_strategy
+from nas import Codec, Objective, make_strategy
 
 from _results import write_csv
 

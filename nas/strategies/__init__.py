@@ -7,7 +7,6 @@
 """
 
 from nas.strategies._base import DerivingStrategy, Strategy
-from nas._codec import Codec
 from nas.strategies._evolution import Evolution, EvolutionConfig
 from nas.strategies._factory import STRATEGIES, make_config, make_strategy, strategy_names
 from nas.strategies._objective import (
@@ -26,7 +25,6 @@ from nas.strategies._rl import Controller, RLConfig, RLController
 __all__ = [
     "REWARD_PRESETS",
     "STRATEGIES",
-    "Codec",
     "Controller",
     "DerivingStrategy",
     "Evolution",
