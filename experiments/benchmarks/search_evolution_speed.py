@@ -21,7 +21,8 @@ import torch
 
 import nas
 from nas.evaluators import MacsProxy, PredictorEvaluator, TableLatency
-from nas import Codec, Objective, make_strategy
+from nas import Codec
+from nas.strategies import Objective, make_strategy
 
 from _results import write_csv
 
