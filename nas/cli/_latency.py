@@ -150,7 +150,7 @@ def _log(message: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from nas.latency import LatencyTable, check_table, format_check, rescale
-    from nas.latency._validate import space_of
+    from nas.latency import space_of
 
     table = LatencyTable.load(args.table)
     result = check_table(table, space_of(table), progress=not args.quiet)
@@ -200,7 +200,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from nas.latency import LatencyTable
-    from nas.latency._validate import calibrate, space_of
+    from nas.latency import calibrate, space_of
 
     table = LatencyTable.load(args.table)
     cal, before, after = calibrate(table, space_of(table), args.n, args.seed, progress=not args.quiet,
@@ -213,7 +213,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from nas.latency import LatencyTable, warn_if_foreign
-    from nas.latency._validate import format_report, space_of, validate
+    from nas.latency import format_report, space_of, validate
 
     table = LatencyTable.load(args.table)
     warn_if_foreign(table)
@@ -227,7 +227,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _adapt(args: argparse.Namespace) -> int:
     from nas.latency import LatencyTable, adapt
-    from nas.latency._validate import space_of
+    from nas.latency import space_of
 
     table = LatencyTable.load(args.table)
     out = Path(args.out) if args.out else table.path.with_name(table.path.stem + "_adapted.csv")
@@ -252,7 +252,7 @@ def _show(args: argparse.Namespace) -> int:
     if meta.get("canaries"):  # the canaries' names and latencies, not their arch JSON
         meta["canaries"] = {**meta["canaries"], "archs": {c["name"]: c["latency_ms"] for c in meta["canaries"]["archs"]}}
     if meta.get("fingerprint"):
-        from nas._device._fingerprint import describe
+        from nas._device import describe
 
         meta["machine"] = describe(meta["fingerprint"])
     print(json.dumps({**meta, "calibration": cal, "stability": table.summary()}, indent=2))
@@ -263,7 +263,7 @@ def _show(args: argparse.Namespace) -> int:
                   f"{'  FLAGGED' if e['flagged'] else ''}")
     if args.arch:
         from nas.cli._model import read_arch
-        from nas.latency._validate import space_of
+        from nas.latency import space_of
 
         arch = read_arch(args.arch)
         space = space_of(table)

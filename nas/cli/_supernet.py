@@ -95,7 +95,7 @@ def _sample_accuracy(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from nas import Arch
-    from nas.supernet._train import checkpoint_evaluator
+    from nas.supernet import checkpoint_evaluator
 
     _threads(args.threads)
     supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root, args.val_limit)
@@ -126,7 +126,7 @@ def _fit_predictor(args: argparse.Namespace) -> int:
     from nas._errors import HwnasError
     from nas._space import SearchSpace
     from nas.supernet import AccuracyPredictor
-    from nas.supernet._train import load_checkpoint
+    from nas.supernet import load_checkpoint
 
     rows = [row for path in args.samples for row in read_jsonl(Path(path))]
     if not rows:
@@ -150,7 +150,7 @@ def _extract(args: argparse.Namespace) -> int:
 
     from nas.cli._model import read_arch
     from nas.supernet import extract, recalibrate_bn
-    from nas.supernet._train import checkpoint_evaluator, supernet_from_checkpoint
+    from nas.supernet import checkpoint_evaluator, supernet_from_checkpoint
 
     arch = read_arch(args.arch)
     if args.recalibrate_bn:

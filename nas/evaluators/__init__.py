@@ -9,6 +9,7 @@ from nas.evaluators._common import EvaluatorBase, latency_fn
 from nas.evaluators._latency import LatencyError, LatencySource, MacsProxy, TableLatency, arch_macs, arch_params
 from nas.evaluators._predictor import PredictorEvaluator
 from nas.evaluators._result import Evaluator, Result
+from nas.evaluators._supernet import SupernetEvaluator, load_accuracy_predictor
 from nas.evaluators._synthetic import SyntheticEvaluator
 from nas.evaluators._train import TrainEvaluator
 
@@ -20,10 +21,12 @@ __all__ = [
     "MacsProxy",
     "PredictorEvaluator",
     "Result",
+    "SupernetEvaluator",
     "SyntheticEvaluator",
     "TableLatency",
     "TrainEvaluator",
     "arch_macs",
     "arch_params",
     "latency_fn",
+    "load_accuracy_predictor",
 ]

@@ -23,9 +23,11 @@ from nas.evaluators import (
     LatencySource,
     MacsProxy,
     PredictorEvaluator,
+    SupernetEvaluator,
     SyntheticEvaluator,
     TableLatency,
     TrainEvaluator,
+    load_accuracy_predictor,
 )
 from nas.experiment._config import DERIVING_STRATEGIES, EVALUATORS, ConfigError, ExperimentConfig, StrategyConfig
 from nas.experiment._standins import StandIns
@@ -127,8 +129,6 @@ def _dataset(name: Any, root: Any, key: str) -> None:
 
 def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> EvaluatorBase:
     """The config's evaluator; unknown or missing options, missing files and data name their key."""
-    from nas.evaluators._supernet import SupernetEvaluator
-
     name, opts = config.evaluator.name, dict(config.evaluator.options)
     where = f"evaluator.options (evaluator {name!r})"
     hint = {"checkpoint": "train one with `nas supernet train --config experiments/supernet_fmnist.yaml`",
@@ -146,7 +146,6 @@ def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Seque
             _existing_file(opts["checkpoint"], "evaluator.options.checkpoint", hint["checkpoint"])
             return SupernetEvaluator.from_checkpoint(space, sources, **opts)
         if name == "predictor":
-            from nas.evaluators._supernet import load_accuracy_predictor
             from nas.supernet import load_accuracy_predictor as load
 
             _options(load, opts, where, skip=("space",))
