@@ -100,8 +100,7 @@ def _opener(manifest: Mapping[str, Any], work: Path, threads: int,
 
 def run_pass(work: str | Path, name: str, seed: int, threads: int, ids: Iterable[str] | None = None,
              progress: bool = True, open_entry: OpenEntry | None = None) -> None:
-    """Time the entries of pass `name` not yet in its file, in this process, in a seeded random order
-    (entries of a backend without model files opened by `open_entry`)."""
+    """Time the entries of pass `name` not yet in its file, in this process, in a seeded random order."""
     work = Path(work)
     manifest = read_manifest(work)
     protocol = Protocol.from_dict(manifest["protocol"])

@@ -100,5 +100,5 @@ def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) ->
     return slim
 
 
-__all__ = ["FORMAT", "RESUME_KEYS", "WEIGHT_KEYS", "CheckpointError", "load_checkpoint", "load_resumable", "save_checkpoint",
-           "slim_checkpoint", "supernet_from_checkpoint"]
+__all__ = ["FORMAT", "RESUME_KEYS", "WEIGHT_KEYS", "CheckpointError", "load_checkpoint", "load_resumable",
+           "save_checkpoint", "slim_checkpoint", "supernet_from_checkpoint"]

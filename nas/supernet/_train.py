@@ -228,9 +228,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], *, stop_after_s
     if dist_info.main:
         log(threading_summary(governor.enabled))
     sw, opt_cfg = config.sandwich, config.optimizer
-    stop_at = config.total_steps
-    if stop_after_steps is not None:
-        stop_at = min(config.total_steps, state.step + stop_after_steps)
+    stop_at = config.total_steps if stop_after_steps is None else min(config.total_steps, state.step + stop_after_steps)
     bar = None
     if progress and dist_info.main:
         from tqdm import tqdm
