@@ -146,8 +146,6 @@ def _fit_predictor(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    import torch
-
     from nas.cli._model import read_arch
     from nas.supernet import extract, recalibrate_bn
     from nas.supernet import checkpoint_evaluator, supernet_from_checkpoint

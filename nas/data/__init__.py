@@ -17,52 +17,13 @@ shipped in the package). Roots can be given with ``root=`` or ``$HWNAS_DATA_DIR`
 from ._batches import BatchLoader, Loaders, make_loaders, to_tensors
 from ._cifar import CIFAR10_CLASSES, read_cifar_batch
 from ._idx import read_idx, write_idx
-from ._loader import (
-    DATA_DIR_ENV,
-    FASHION_MNIST_CLASSES,
-    MNIST_CLASSES,
-    TINY_DIR,
-    available_datasets,
-    find_dataset_root,
-    load_dataset,
-    load_official,
-    split_indices,
-    split_train_val,
-)
-from ._types import (
-    DataSplits,
-    DatasetError,
-    DatasetFormatError,
-    DatasetNameError,
-    DatasetNotFoundError,
-    ImageDataset,
-    channel_stats,
-)
+from ._loader import (DATA_DIR_ENV, FASHION_MNIST_CLASSES, MNIST_CLASSES, TINY_DIR, available_datasets,
+                      find_dataset_root, load_dataset, load_official, split_indices, split_train_val)
+from ._types import (DataSplits, DatasetError, DatasetFormatError, DatasetNameError, DatasetNotFoundError,
+                     ImageDataset, channel_stats)
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "DATA_DIR_ENV",
-    "FASHION_MNIST_CLASSES",
-    "MNIST_CLASSES",
-    "TINY_DIR",
-    "BatchLoader",
-    "DataSplits",
-    "DatasetError",
-    "DatasetFormatError",
-    "DatasetNameError",
-    "DatasetNotFoundError",
-    "ImageDataset",
-    "Loaders",
-    "available_datasets",
-    "channel_stats",
-    "find_dataset_root",
-    "load_dataset",
-    "load_official",
-    "make_loaders",
-    "read_cifar_batch",
-    "read_idx",
-    "split_indices",
-    "split_train_val",
-    "to_tensors",
-    "write_idx",
-]
+__all__ = ["CIFAR10_CLASSES", "DATA_DIR_ENV", "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "TINY_DIR", "BatchLoader",
+           "DataSplits", "DatasetError", "DatasetFormatError", "DatasetNameError", "DatasetNotFoundError",
+           "ImageDataset", "Loaders", "available_datasets", "channel_stats", "find_dataset_root", "load_dataset",
+           "load_official", "make_loaders", "read_cifar_batch", "read_idx", "split_indices", "split_train_val",
+           "to_tensors", "write_idx"]

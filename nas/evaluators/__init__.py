@@ -13,20 +13,6 @@ from nas.evaluators._supernet import SupernetEvaluator, load_accuracy_predictor
 from nas.evaluators._synthetic import SyntheticEvaluator
 from nas.evaluators._train import TrainEvaluator
 
-__all__ = [
-    "Evaluator",
-    "EvaluatorBase",
-    "LatencyError",
-    "LatencySource",
-    "MacsProxy",
-    "PredictorEvaluator",
-    "Result",
-    "SupernetEvaluator",
-    "SyntheticEvaluator",
-    "TableLatency",
-    "TrainEvaluator",
-    "arch_macs",
-    "arch_params",
-    "latency_fn",
-    "load_accuracy_predictor",
-]
+__all__ = ["Evaluator", "EvaluatorBase", "LatencyError", "LatencySource", "MacsProxy", "PredictorEvaluator",
+           "Result", "SupernetEvaluator", "SyntheticEvaluator", "TableLatency", "TrainEvaluator", "arch_macs",
+           "arch_params", "latency_fn", "load_accuracy_predictor"]

@@ -10,46 +10,22 @@
 (``latency.tables: [{path: macs-proxy}]``, ``evaluator.name: synthetic``).
 """
 
-from nas.experiment._config import (
-    ConfigError,
-    EvaluatorConfig,
-    ExperimentConfig,
-    LatencyConfig,
-    ResultsConfig,
-    SearchConfig,
-    SpaceConfig,
-    StrategyConfig,
-    TableConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-)
+from nas.experiment._config import (ConfigError, EvaluatorConfig, ExperimentConfig, LatencyConfig, ResultsConfig,
+                                    SearchConfig, SpaceConfig, StrategyConfig, TableConfig, apply_overrides,
+                                    config_from_dict, load_config)
 from nas.experiment._build import SearchSetup, build_evaluator, build_latency, build_objective, build_space, prepare_search
 from nas.experiment._rundir import RunFolder, load_run_config
 from nas.experiment._pareto import hypervolume, pareto_mask
-from nas.experiment._results import (
-    RunReport,
-    best_under_budgets,
-    export_best_arch,
-    hypervolume_table,
-    measure_best,
-    pareto_figure,
-    pareto_plot,
-    report,
-    run_machine_warnings,
-    trials_table,
-)
+from nas.experiment._results import (RunReport, best_under_budgets, export_best_arch, hypervolume_table, measure_best,
+                                     pareto_figure, pareto_plot, report, run_machine_warnings, trials_table)
 from nas.experiment._runner import WorkerReport, run_search
 from nas.experiment._storage import fail_stale_trials, heartbeat, open_storage, storage_url
 from nas.experiment._standins import StandIns
 
-__all__ = [
-    "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder", "RunReport",
-    "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig", "WorkerReport",
-    "apply_overrides",
-    "best_under_budgets", "build_evaluator", "build_latency", "build_objective", "build_space",
-    "config_from_dict", "export_best_arch", "fail_stale_trials", "heartbeat", "hypervolume", "hypervolume_table",
-    "load_config", "load_run_config", "measure_best", "open_storage", "pareto_figure", "pareto_mask", "pareto_plot", "prepare_search",
-    "report", "run_machine_warnings", "run_search", "storage_url",
-    "trials_table",
-]
+__all__ = ["ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder",
+           "RunReport", "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig",
+           "WorkerReport", "apply_overrides", "best_under_budgets", "build_evaluator", "build_latency",
+           "build_objective", "build_space", "config_from_dict", "export_best_arch", "fail_stale_trials",
+           "heartbeat", "hypervolume", "hypervolume_table", "load_config", "load_run_config", "measure_best",
+           "open_storage", "pareto_figure", "pareto_mask", "pareto_plot", "prepare_search", "report",
+           "run_machine_warnings", "run_search", "storage_url", "trials_table"]

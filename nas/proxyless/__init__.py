@@ -20,5 +20,6 @@ from nas.proxyless._search import (LOSSES, ProxylessConfig, ProxylessResult, Pro
                                    latency_loss, run_proxyless)
 
 __all__ = ["LOSSES", "OP_ATTRS", "SEARCHABLE", "MixedLayer", "ProxylessConfig", "ProxylessError",
-           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "ProxylessStrategy", "SharedCandidate", "SharedOp", "Unit",
-           "build_network", "latency_loss", "resolve_pins", "run_proxyless", "saved_activation_bytes"]
+           "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "ProxylessStrategy", "SharedCandidate",
+           "SharedOp", "Unit", "build_network", "latency_loss", "resolve_pins", "run_proxyless",
+           "saved_activation_bytes"]

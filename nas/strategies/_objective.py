@@ -9,11 +9,10 @@ overshoot outside.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from nas._arch import Arch
 from nas._errors import HwnasError
 
 LatencyFn = Callable[[np.ndarray], np.ndarray]

@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution
 
 from nas._arch import Arch
 from nas.strategies._base import Strategy
-from nas.strategies._objective import InfeasibleBudgetError, ResultLike, SearchError
+from nas.strategies._objective import ResultLike, SearchError
 
 
 @dataclass(frozen=True)
