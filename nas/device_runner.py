@@ -23,11 +23,8 @@ import zipfile
 from pathlib import Path
 
 from nas._arch import BlockKey
-from nas._device._files import write_table
-from nas._device._runner import read_manifest, measure
-from nas._device._fingerprint import fingerprint
-from nas._device._runtimes import device_info, runtime_version, utc_now
-from nas._device._timing import Protocol
+from nas._device import (device_info, fingerprint, measure, Protocol, read_manifest, runtime_version, utc_now,
+                         write_table)
 from nas._errors import HwnasError
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas._device._fingerprint import describe
+    from nas._device import describe
     from nas.latency import LatencyTable, adapt, build_table, calibrate, check_table, rescale, space_of
     from nas.latency._check import here_fingerprint
     from nas.latency._validate import ErrorReport, measure_archs, random_archs

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas._device._fingerprint import describe
+    from nas._device import describe
     from nas.latency import LatencyTable, check_table, space_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

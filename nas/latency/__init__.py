@@ -7,7 +7,7 @@ arch (`predict`), many (`predict_many`, vectorized), or the expectation under ch
 measured end to end corrects the sum, and validation reports the predictor's own error.
 """
 
-from nas._device._timing import PassStats, Protocol, ProtocolError
+from nas._device import PassStats, Protocol, ProtocolError
 from nas.latency._backends import BACKENDS, BackendError, backend_unavailable_reason
 from nas.latency._adapt import adapt
 from nas.latency._build import NoisyMachineError, build_table

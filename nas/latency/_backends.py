@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nas._device._runtimes import SUFFIX, RuntimeMissingError, runtime_version
+from nas._device import SUFFIX, RuntimeMissingError, runtime_version
 from nas._errors import HwnasError
 
 BACKENDS = ("onnxruntime", "tflite", "torch")

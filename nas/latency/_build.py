@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nas import __version__
-from nas._device._runner import measure, work_lock
-from nas._device._fingerprint import fingerprint
-from nas._device._runtimes import device_info, runtime_version
-from nas._device._timing import Protocol
+from nas._device import device_info, fingerprint, measure, Protocol, runtime_version, work_lock
 from nas.latency._backends import BackendError, backend_unavailable_reason, check_backend, open_torch_entry
 from nas.latency._table import FORMAT_VERSION, LatencyTable, today
 from nas.latency._work import key_entries, write_work

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from nas import __version__
 from nas._atomic import atomic_path
-from nas._device._runtimes import FILE_BACKENDS
-from nas._device._timing import Protocol
+from nas._device import FILE_BACKENDS, Protocol
 from nas.latency._backends import BackendError
 from nas.latency._build import space_info
 from nas.latency._table import LatencyTable, TableError

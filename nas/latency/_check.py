@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from nas._arch import Arch
-from nas._device._fingerprint import FieldDiff, describe, fingerprint, fingerprint_diff
+from nas._device import FieldDiff, describe, fingerprint, fingerprint_diff
 from nas.latency._table import Calibration, LatencyTable, TableError, today
 from nas.latency._validate import default_work, measure_archs
 from nas.latency._work import arch_id

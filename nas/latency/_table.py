@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nas._arch import Arch, ArchError, BlockKey, key_mparams
-from nas._device._files import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path,
-                                write_table)
-from nas._device._runtimes import utc_now
+from nas._device import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path, utc_now,
+                         write_table)
 from nas._errors import HwnasError
 from nas.latency._predict import CompiledPredictor, check_slots_exact, layer_family
 

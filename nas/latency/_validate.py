@@ -20,9 +20,7 @@ import numpy as np
 
 from nas._arch import Arch
 from nas._atomic import atomic_write, atomic_write_json
-from nas._device._fingerprint import fingerprint
-from nas._device._runner import measure
-from nas._device._timing import Protocol
+from nas._device import fingerprint, measure, Protocol
 from nas.latency._backends import open_torch_entry
 from nas.latency._table import Calibration, LatencyTable, TableError, today
 from nas.latency._work import arch_entries, arch_id, write_work

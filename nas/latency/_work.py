@@ -13,8 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from nas._arch import Arch, BlockKey
 from nas._atomic import atomic_write_json
-from nas._device._runner import MANIFEST, MANIFEST_FORMAT
-from nas._device._timing import Protocol
+from nas._device import MANIFEST, MANIFEST_FORMAT, Protocol
 from nas.latency._backends import check_backend, model_file, prepare
 
 
@@ -58,7 +57,7 @@ def write_work(folder: str | Path, backend: str, entries: Sequence[Mapping[str, 
     If the folder already holds a manifest for other entries, backend or protocol, the passes it
     holds are of no use: an error says so rather than mixing measurements.
     """
-    from nas._device._runner import RunnerError, read_manifest
+    from nas._device import RunnerError, read_manifest
 
     check_backend(backend)
     folder = Path(folder)

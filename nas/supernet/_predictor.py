@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from nas._arch import Arch
+from nas._atomic import atomic_path
 from nas._codec import Codec
 from nas._space import SearchSpace
 from nas.supernet._ops import SupernetError
@@ -115,11 +115,9 @@ class AccuracyPredictor(nn.Module):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write weights and the space (plain types) atomically; `load` reads them back."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"format": _FORMAT, "space": self.space.to_dict(), "hidden": list(self.hidden),
-                    "state_dict": self.state_dict()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"format": _FORMAT, "space": self.space.to_dict(), "hidden": list(self.hidden),
+                        "state_dict": self.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "AccuracyPredictor":
