@@ -55,7 +55,7 @@ def _searches(tmp: Path) -> dict[str, Any]:
     raw = {"name": "lock", "run_dir": str(tmp / "search"), "seed": 0, "space": SPACE,
            "latency": {"tables": [{"path": str(TABLE), "name": "cpu"}], "budget_quantile": 0.4, "reward": "soft"},
            "evaluator": {"name": "synthetic"}, "strategies": STRATEGIES,
-           "search": {"n_trials": 40, "progress": False}}
+           "search": {"n_trials": 40, "progress": False, "storage": str(tmp / "search.journal")}}
     config = config_from_dict(raw)
     run_search(config)
     df = trials_table(config).sort_values(["strategy", "trial"])
@@ -104,7 +104,7 @@ def _proxyless(tmp: Path) -> dict[str, Any]:
            "strategy": {"name": "proxyless", "options": {"steps": 20, "warmup_steps": 5, "batch_size": 8,
                                                          "dataset": "fashion_mnist_tiny", "log_every": 5,
                                                          "n_derived": 2}},
-           "search": {"n_trials": 2, "progress": False}}
+           "search": {"n_trials": 2, "progress": False, "storage": str(tmp / "proxyless.journal")}}
     config = config_from_dict(raw)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -132,7 +132,8 @@ def _predictions() -> dict[str, Any]:
     rng = np.random.default_rng(2024)
     archs = [space.sample(rng) for _ in range(10_000)]
     ms = np.asarray(table.predict_many(archs, space), dtype=np.float64)
-    return {"archs": _digest([a.to_dict() for a in archs]),
+    rows = nas.Codec.of(space).encode_many(archs)
+    return {"archs": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()[:16],
             "sha256": hashlib.sha256(ms.tobytes()).hexdigest()[:16], "floats": ms[::100].tolist(),
             "sum_ms": float(ms.sum())}
 
