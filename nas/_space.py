@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from nas._arch import Arch, ArchError, BlockKey, BlockSpec, HeadSpec, conv_out_size, make_divisible, option_index
-from nas._space_yaml import (ATTRS, TOP_KEYS, Choice, SpaceError, StageDef, family_members, list_spaces,
-                             parse_families, parse_op, parse_stage, positive_int, preset_arch, read_declaration)
+from nas._space_yaml import (ATTRS, TOP_KEYS, Choice, SpaceError, StageDef, family_choices, list_spaces,
+                             parse_families, parse_op, parse_stage, positive_int, preset_choices, read_declaration)
 
 class SearchSpace:
     """A search space loaded from a YAML declaration; see ``search_spaces/*.yaml``."""
@@ -321,7 +321,9 @@ class SearchSpace:
         """A named arch of this space (e.g. ``mnasnet_b1``), at its declared or the given resolution."""
         if name not in self._presets:
             raise SpaceError(f"space {self.name!r} has no preset {name!r}; presets: {self.preset_names}")
-        return preset_arch(self, self._presets[name], f"{self.source}: preset {name!r}", resolution)
+        where = f"{self.source}: preset {name!r}"
+        return self._decode_preset(preset_choices(self.stages, self.resolutions, self._presets[name], where, resolution),
+                                   where)
 
     @property
     def preset_family_names(self) -> list[str]:
@@ -333,7 +335,15 @@ class SearchSpace:
         if name not in self._families:
             raise SpaceError(f"space {self.name!r} has no preset family {name!r}; "
                              f"families: {self.preset_family_names}")
-        return family_members(self, self._families[name], f"{self.source}: preset family {name!r}", resolution)
+        where = f"{self.source}: preset family {name!r}"
+        return [self._decode_preset(c, where)
+                for c in family_choices(self.stages, self.resolutions, self._families[name], where, resolution)]
+
+    def _decode_preset(self, choices: Mapping[str, Any], where: str) -> Arch:
+        try:
+            return self.decode(choices)
+        except ArchError as err:
+            raise SpaceError(f"{where}: {err}") from None
 
     def preset_family_description(self, name: str) -> str:
         return str(self._families.get(name, {}).get("description", ""))

@@ -1,7 +1,7 @@
 """A search space's YAML declaration: its keys, stage parsing, preset specs and the files.
 
 `nas._space.SearchSpace` is built from what this module parses; nothing here needs a space object
-except the preset helpers, which read one.
+(preset helpers return choices, which the space decodes).
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ import itertools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from nas._arch import ACTS, Arch, ArchError
+from nas._arch import ACTS
 from nas._errors import HwnasError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from nas._space import SearchSpace
 
 ATTRS = ("op", "kernel", "expand", "se", "skip", "width", "depth")
 """Stage attributes a space may fix or search over."""
@@ -129,16 +126,17 @@ def parse_families(stages: Sequence[StageDef], raw: Mapping[str, Any], source: s
     return out
 
 
-def preset_arch(space: "SearchSpace", spec: Mapping[str, Any], where: str, resolution: int | None) -> Arch:
-    """The arch a preset declaration `spec` names (at `resolution`, default its declared one)."""
+def preset_choices(space_stages: Sequence[StageDef], resolutions: Sequence[int], spec: Mapping[str, Any], where: str,
+                   resolution: int | None) -> dict[str, Choice]:
+    """The choices a preset declaration `spec` names (at `resolution`, default its declared one)."""
     stages = spec.get("stages", [])
-    if len(stages) != len(space.stages):
-        raise SpaceError(f"{where}: {len(stages)} stages given, the space has {len(space.stages)}")
+    if len(stages) != len(space_stages):
+        raise SpaceError(f"{where}: {len(stages)} stages given, the space has {len(space_stages)}")
     if resolution is None:
         declared = spec.get("resolution", "max")
-        resolution = {"max": space.resolutions[-1], "min": space.resolutions[0]}.get(declared, declared)
+        resolution = {"max": resolutions[-1], "min": resolutions[0]}.get(declared, declared)
     choices: dict[str, Choice] = {"resolution": resolution}
-    for i, (st, raw) in enumerate(zip(space.stages, stages)):
+    for i, (st, raw) in enumerate(zip(space_stages, stages)):
         depth = raw.get("depth", st.options("depth")[0])
         for attr, opts in st.choices.items():
             value = raw.get(attr, opts[0] if attr != "depth" else depth)
@@ -150,23 +148,21 @@ def preset_arch(space: "SearchSpace", spec: Mapping[str, Any], where: str, resol
                     choices[f"s{i}.l{j}.{attr}"] = values[j] if j < depth else opts[0]
             else:
                 choices[f"s{i}.{attr}"] = value
-    try:
-        return space.decode(choices)
-    except ArchError as err:
-        raise SpaceError(f"{where}: {err}") from None
+    return choices
 
 
-def family_members(space: "SearchSpace", fam: Mapping[str, Any], where: str, resolution: int | None) -> list[Arch]:
-    """The archs of preset family `fam` (see `SearchSpace.preset_family`)."""
+def family_choices(space_stages: Sequence[StageDef], resolutions: Sequence[int], fam: Mapping[str, Any], where: str,
+                   resolution: int | None) -> list[dict[str, Choice]]:
+    """The choices of each member of preset family `fam` (see `SearchSpace.preset_family`)."""
     options = []
     for attr in fam["scale"]:
-        stage = next(st for st in space.stages if attr in st.choices)
+        stage = next(st for st in space_stages if attr in st.choices)
         options.append(stage.options(attr))
     members = []
     for combo in itertools.product(*options):
         uniform = {**fam["fixed"], **dict(zip(fam["scale"], combo))}
-        stages = [{a: v for a, v in uniform.items() if a in st.choices} for st in space.stages]
-        members.append(preset_arch(space, {"stages": stages}, where, resolution))
+        stages = [{a: v for a, v in uniform.items() if a in st.choices} for st in space_stages]
+        members.append(preset_choices(space_stages, resolutions, {"stages": stages}, where, resolution))
     return members
 
 
