@@ -75,14 +75,11 @@ def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencyS
 
 def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> float | None:
     """The hard budget: `latency.budget_ms`, or `latency.budget_quantile` of 1000 random archs
-    (seeded by the config's seed, so every worker and every rerun gets the same figure)."""
+    (seeded by the config's seed, so every worker and every rerun gets the same figure). The config
+    loader has checked the two keys (one of them, a quantile in (0, 1))."""
     lat = config.latency
     if lat.budget_quantile is None:
         return lat.budget_ms
-    if lat.budget_ms is not None:
-        raise ConfigError("give latency.budget_ms or latency.budget_quantile, not both")
-    if not 0 < lat.budget_quantile < 1:
-        raise ConfigError(f"latency.budget_quantile must be in (0, 1), got {lat.budget_quantile}")
     rng = np.random.default_rng([config.seed, 0xB0D6E7])
     latencies = sources[0].predict_many([space.sample(rng) for _ in range(1000)])
     return float(f"{np.quantile(latencies, lat.budget_quantile):.4g}")
