@@ -11,6 +11,7 @@
 of one layer that run the same op share their convolutions (`SharedOp`, `SharedCandidate`).
 """
 
+from nas.proxyless._derive import DERIVES, Derived, derive_to_target
 from nas.proxyless._experiment import ProxylessStrategy
 from nas.proxyless._memory import saved_activation_bytes
 from nas.proxyless._mixed import MixedLayer, Unit
@@ -19,7 +20,7 @@ from nas.proxyless._shared import SharedCandidate, SharedOp
 from nas.proxyless._search import (LOSSES, ProxylessConfig, ProxylessResult, ProxylessSearch, build_network,
                                    latency_loss, run_proxyless)
 
-__all__ = ["LOSSES", "OP_ATTRS", "SEARCHABLE", "MixedLayer", "ProxylessConfig", "ProxylessError",
+__all__ = ["DERIVES", "LOSSES", "OP_ATTRS", "SEARCHABLE", "Derived", "MixedLayer", "ProxylessConfig", "ProxylessError",
            "ProxylessNetwork", "ProxylessResult", "ProxylessSearch", "ProxylessStrategy", "SharedCandidate",
-           "SharedOp", "Unit", "build_network", "latency_loss", "resolve_pins", "run_proxyless",
+           "SharedOp", "Unit", "build_network", "derive_to_target", "latency_loss", "resolve_pins", "run_proxyless",
            "saved_activation_bytes"]

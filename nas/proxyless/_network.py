@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -178,8 +179,8 @@ class ProxylessNetwork(nn.Module):
         return out
 
     # ------------------------------------------------------------------ paths and archs
-    def arch_of(self, path: Mapping[str, int]) -> Arch:
-        """The arch a path names (pins and single-option choices filled in)."""
+    def row_of(self, path: Mapping[str, int]) -> np.ndarray:
+        """The codec row (`nas.Codec` of the space) a path names, pins and single-option choices filled in."""
         missing = [d for d in self.arch_dims if d not in path]
         if missing:
             raise ProxylessError(f"path lacks searched choice(s) {missing}")
@@ -187,7 +188,11 @@ class ProxylessNetwork(nn.Module):
         row = codec.row_from_choices(self._base)
         for d in self.arch_dims:
             row[codec.names.index(d)] = path[d]
-        return codec.decode(row)
+        return row
+
+    def arch_of(self, path: Mapping[str, int]) -> Arch:
+        """The arch a path names (pins and single-option choices filled in)."""
+        return Codec.of(self.space).decode(self.row_of(path))
 
     def path_of(self, arch: Arch) -> Path:
         """The path of an arch of the space; `ProxylessError` if the arch differs in a pinned choice."""

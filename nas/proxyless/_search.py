@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from nas._arch import Arch
 from nas._config import load
 from nas._space import SearchSpace
+from nas.proxyless._derive import DERIVES, Derived, derive_to_target
 from nas.proxyless._network import ProxylessError, ProxylessNetwork
 from nas.strategies import reward_exponent
 
@@ -109,7 +110,15 @@ class ProxylessConfig:
     augment: bool = False
     log_every: int = 25
     n_derived: int = 1
-    """Archs returned: the argmax, then the most probable other archs found by sampling the final α."""
+    """Archs returned: the derived arch, then the plain argmax (when it differs) and the most probable
+    other archs found by sampling the final α."""
+    derive: str = "target"
+    """"target": the argmax moved greedily into T·(1 ± derive_tolerance) by the cheapest flips of
+    near-tied choices (`nas.proxyless.derive_to_target`); "argmax": the most probable arch."""
+    derive_tolerance: float = 0.05
+    """Relative tolerance around T of the "target" derive."""
+    derive_max_flip_nats: float = 4.6
+    """The "target" derive never flips a choice to an option e^this times less likely than its current one."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -123,6 +132,10 @@ class ProxylessConfig:
             raise ProxylessError(f"proxyless weight_grad_clip must be positive or None, got {self.weight_grad_clip!r}")
         if not 0 <= self.arch_beta1 < 1:
             raise ProxylessError(f"proxyless arch_beta1 must be in [0, 1), got {self.arch_beta1!r}")
+        if self.derive not in DERIVES:
+            raise ProxylessError(f"proxyless derive {self.derive!r} is not one of {list(DERIVES)}")
+        if not 0 < self.derive_tolerance < 1:
+            raise ProxylessError(f"proxyless derive_tolerance must be in (0, 1), got {self.derive_tolerance!r}")
         if not 0 <= self.warmup_steps <= self.steps:
             raise ProxylessError(f"proxyless warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
 
@@ -146,11 +159,16 @@ class ProxylessResult:
     history: list[dict[str, float]]
     seconds: float
     config: dict[str, Any]
+    derivation: Derived | None = None
+    """How the first arch was derived: the plain argmax, both latencies, the log-probability given up."""
+    network: ProxylessNetwork | None = field(default=None, repr=False)
+    """The searched over-parameterized network (weights and α), e.g. to score paths; not serialized."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"derived": [a.to_dict() for a in self.derived], "predicted_ms": self.predicted_ms,
                 "expected_ms": self.expected_ms, "probabilities": self.probabilities, "history": self.history,
-                "seconds": self.seconds, "config": self.config}
+                "seconds": self.seconds, "config": self.config,
+                "derivation": self.derivation.to_dict() if self.derivation else None}
 
 
 def _cycle(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -332,12 +350,14 @@ def run_proxyless(space: SearchSpace, tables: Any, data: Any, config: ProxylessC
             running = {}
             bar.set_postfix(ce=f"{row['train_ce']:.3f}", exp_ms=f"{expected:.3f}", argmax_ms=f"{argmax_ms:.3f}")
     bar.close()
-    derived = _derive(net, config.n_derived, search.generator)
+    derivation = derive_to_target(net, table, config.target_ms if config.loss == "mul" else None,
+                                  config.derive_tolerance, config.calibrated, config.derive, config.derive_max_flip_nats)
+    derived = _derive(net, derivation, config.n_derived, search.generator)
     with torch.no_grad():
         probs = {d: [float(v) for v in p] for d, p in net.probs().items()}
         expected = float(search.expected_ms())
     return ProxylessResult(derived, [search.predicted_ms(a) for a in derived], expected, probs, history,
-                           time.perf_counter() - t0, asdict(config))
+                           time.perf_counter() - t0, asdict(config), derivation, net)
 
 
 def mean_entropy(net: ProxylessNetwork) -> torch.Tensor:
@@ -351,13 +371,14 @@ def _entropy(net: ProxylessNetwork) -> float:
         return float(mean_entropy(net))
 
 
-def _derive(net: ProxylessNetwork, n: int, generator: torch.Generator) -> list[Arch]:
-    """The argmax arch, then up to n-1 other distinct archs in order of probability among samples."""
-    out = [net.derive()]
-    if n == 1:
+def _derive(net: ProxylessNetwork, derivation: Derived, n: int, generator: torch.Generator) -> list[Arch]:
+    """The derived arch, the argmax (if it differs), then other distinct archs in order of probability
+    among samples: n in all."""
+    out = list(dict.fromkeys([derivation.arch, derivation.argmax]))[:n]
+    if len(out) == n:
         return out
     probs = {d: p.detach() for d, p in net.probs().items()}
-    seen = {out[0]}
+    seen = set(out)
     scored: list[tuple[float, int, Arch]] = []
     for k in range(50 * n):
         path = net.sample_path(generator)
@@ -367,7 +388,7 @@ def _derive(net: ProxylessNetwork, n: int, generator: torch.Generator) -> list[A
         seen.add(arch)
         logp = sum(math.log(float(probs[d][i])) for d, i in path.items())
         scored.append((-logp, k, arch))
-    out += [a for _, _, a in sorted(scored)[: n - 1]]
+    out += [a for _, _, a in sorted(scored)[: n - len(out)]]
     for arch in out:
         net.space.validate(arch)
     return out
