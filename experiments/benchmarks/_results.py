@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from nas._atomic import atomic_write
+
 
 def write_csv(rows: Sequence[Mapping[str, object]], out: str | Path, fieldnames: Sequence[str] | None = None) -> Path:
-    """Write `rows` to `out` (columns: `fieldnames`, default the keys of the last row) through a
-    temporary file renamed into place, so an interrupted run never leaves half a CSV; print the path."""
+    """Write `rows` to `out` (columns: `fieldnames`, default the keys of the last row) atomically
+    (`nas._atomic`), so an interrupted run never leaves half a CSV; print the path."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fieldnames or rows[-1]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames or rows[-1]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out, buf.getvalue())
     print(f"wrote {out}")
     return out
 
