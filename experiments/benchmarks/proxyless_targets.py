@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--entropy-weight", type=float, default=16.0)
     ap.add_argument("--derive", default="target", choices=["target", "argmax"],
                     help="how the arch is derived from the final α (the plain argmax is always reported too)")
-    ap.add_argument("--derive-tolerance", type=float, default=0.05)
+    ap.add_argument("--derive-tolerance", type=float, default=0.1)
     ap.add_argument("--derive-max-flip-nats", type=float, default=4.6)
     ap.add_argument("--within-pct", type=float, default=10.0, help="verdict: every derived arch within this of T")
     ap.add_argument("--save", default=None, help="folder to keep each search's network (α and weights) in")

@@ -39,7 +39,7 @@ class Derived:
                 "logp_given_up": self.logp_given_up, "flips": self.flips, "argmax": self.argmax.short()}
 
 
-def derive_to_target(net: Any, table: Any, target_ms: float | None, tolerance: float = 0.05,
+def derive_to_target(net: Any, table: Any, target_ms: float | None, tolerance: float = 0.1,
                      calibrated: bool = True, method: str = "target", max_flip_nats: float = 4.6) -> Derived:
     """The arch `method` derives from `net`'s α (a `ProxylessNetwork`) on latency table `table`.
 

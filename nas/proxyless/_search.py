@@ -115,7 +115,7 @@ class ProxylessConfig:
     derive: str = "target"
     """"target": the argmax moved greedily into T·(1 ± derive_tolerance) by the cheapest flips of
     near-tied choices (`nas.proxyless.derive_to_target`); "argmax": the most probable arch."""
-    derive_tolerance: float = 0.05
+    derive_tolerance: float = 0.1
     """Relative tolerance around T of the "target" derive."""
     derive_max_flip_nats: float = 4.6
     """The "target" derive never flips a choice to an option e^this times less likely than its current one."""
