@@ -50,6 +50,9 @@ class ProxylessStrategy:
     def derive(self, progress: bool = True) -> list[tuple[Arch, dict[str, Any]]]:
         """Run the search; each derived arch (argmax first) with what its trial records."""
         result = run_proxyless(self.space, list(self.tables), None, self.config, seed=self.seed, progress=progress)
+        how = result.derivation.to_dict() if result.derivation else {}
         return [(arch, {"proxyless": {"rank": rank, "predicted_ms": float(ms), "expected_ms": float(result.expected_ms),
-                                      "target_ms": self.config.target_ms, "seconds": float(result.seconds)}})
+                                      "target_ms": self.config.target_ms, "seconds": float(result.seconds),
+                                      "derive": self.config.derive if rank == 0 else "sampled",
+                                      **({"derivation": how} if rank == 0 else {})}})
                 for rank, (arch, ms) in enumerate(zip(result.derived, result.predicted_ms))]

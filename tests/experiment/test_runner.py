@@ -258,7 +258,9 @@ def test_proxyless_takes_its_target_from_a_budget_quantile(tmp_path) -> None:
     budget_ms = json.loads((Path(config.run_dir) / "meta.json").read_text())["budget_ms"]
     study = optuna.load_study(study_name="t.proxyless", storage=open_storage(storage_url(config)))
     (trial,) = study.get_trials()
-    assert budget_ms > 0 and trial.user_attrs["record"]["proxyless"]["target_ms"] == budget_ms
+    record = trial.user_attrs["record"]["proxyless"]
+    assert budget_ms > 0 and record["target_ms"] == budget_ms
+    assert record["derive"] == "target" and {"argmax_ms", "logp_given_up", "flips"} <= set(record["derivation"])
 
 
 def test_budget_quantile_is_resolved_once_and_respected(tmp_path) -> None:
