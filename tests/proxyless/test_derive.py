@@ -7,17 +7,7 @@ import pytest
 import torch
 
 import nas
-from nas.latency import LatencyTable
 from nas.proxyless import ProxylessNetwork, derive_to_target
-
-
-def work_table(space: nas.SearchSpace) -> LatencyTable:
-    """A complete in-memory table whose latency grows with work (kernel², expand, channels, pixels)."""
-    entries = {}
-    for k in space.all_block_keys():
-        work = k.in_hw ** 2 * k.in_channels * max(k.expand, 1) * k.kernel ** 2 * (1.25 if k.se else 1.0)
-        entries[k] = {"latency_ms": 0.005 + work * 1e-7 + (0.002 if k.op == "conv" else 0.0)}
-    return LatencyTable(entries, {"space": {"name": space.name}})
 
 
 @pytest.fixture(scope="module", params=["ofa_mbv3", "mnasnet"])
@@ -32,8 +22,8 @@ def set_alpha(net: ProxylessNetwork, logits: list[np.ndarray]) -> None:
             a.copy_(torch.as_tensor(v, dtype=a.dtype))
 
 
-def test_the_derive_never_leaves_the_space(net: ProxylessNetwork) -> None:
-    table = work_table(net.space)
+def test_the_derive_never_leaves_the_space(net: ProxylessNetwork, synthetic_table) -> None:
+    table = synthetic_table(net.space)
     rng = np.random.default_rng(0)
     spread = table.predict_many([net.space.sample(rng) for _ in range(50)], net.space)
     for trial in range(8):
@@ -47,9 +37,9 @@ def test_the_derive_never_leaves_the_space(net: ProxylessNetwork) -> None:
         assert abs(d.predicted_ms - target) <= abs(d.argmax_ms - target) + 1e-12
 
 
-def test_a_reachable_target_is_met_within_the_tolerance(net: ProxylessNetwork) -> None:
+def test_a_reachable_target_is_met_within_the_tolerance(net: ProxylessNetwork, synthetic_table) -> None:
     """Near-tied α whose argmax is the slowest arch: the derive moves it onto a target another arch meets."""
-    table = work_table(net.space)
+    table = synthetic_table(net.space)
     rng = np.random.default_rng(1)
     known = net.space.sample(rng)
     target = float(table.predict(known, net.space))
@@ -61,8 +51,8 @@ def test_a_reachable_target_is_met_within_the_tolerance(net: ProxylessNetwork) -
     assert plain.arch == plain.argmax == d.argmax and plain.flips == 0
 
 
-def test_a_decided_alpha_gives_the_argmax_unchanged(net: ProxylessNetwork) -> None:
-    table = work_table(net.space)
+def test_a_decided_alpha_gives_the_argmax_unchanged(net: ProxylessNetwork, synthetic_table) -> None:
+    table = synthetic_table(net.space)
     logits = []
     for a in net.arch_parameters():
         v = np.full(len(a), -30.0)

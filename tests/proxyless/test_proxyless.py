@@ -9,18 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import nas
-from nas.latency import LatencyTable
 from nas.proxyless import (ProxylessConfig, ProxylessError, ProxylessNetwork, ProxylessSearch, build_network,
                            run_proxyless)
-
-
-def synthetic_table(space: nas.SearchSpace) -> LatencyTable:
-    """A complete in-memory table whose latency grows with work (kernel², expand, channels, pixels)."""
-    entries = {}
-    for k in space.all_block_keys():
-        work = k.in_hw ** 2 * k.in_channels * max(k.expand, 1) * k.kernel ** 2 * (1.25 if k.se else 1.0)
-        entries[k] = {"latency_ms": 0.005 + work * 1e-7 + (0.002 if k.op == "conv" else 0.0)}
-    return LatencyTable(entries, {"space": {"name": space.name}})
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +84,7 @@ def test_alphas_are_the_space_choices(space: nas.SearchSpace) -> None:
         assert "s1.l3.kernel" in net.arch_dims and "s1.depth" in net.arch_dims
 
 
-def test_one_hot_alpha_expected_latency_is_the_arch_latency(space: nas.SearchSpace) -> None:
+def test_one_hot_alpha_expected_latency_is_the_arch_latency(space: nas.SearchSpace, synthetic_table) -> None:
     table = synthetic_table(space)
     net = ProxylessNetwork(space)
     path = net.sample_path(torch.Generator().manual_seed(3))
@@ -109,7 +99,7 @@ def test_one_hot_alpha_expected_latency_is_the_arch_latency(space: nas.SearchSpa
     assert net.derive() == arch
 
 
-def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace, share: bool) -> None:
+def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace, share: bool, synthetic_table) -> None:
     config = ProxylessConfig(target_ms=1.0, share_weights=share)
     net = build_network(space, config, seed=0)
     search = ProxylessSearch(net, synthetic_table(space), config, seed=0)
@@ -146,7 +136,7 @@ def test_weight_step_runs_and_updates_one_path_only(space: nas.SearchSpace, shar
                     assert all(g is None for g in grads), layer.name
 
 
-def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace) -> None:
+def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace, synthetic_table) -> None:
     """A weight step moves the weights by lr·(1+momentum)·min(|g|, clip) (first Nesterov step, no decay)."""
     moved = {}
     for clip in (0.5, None):
@@ -163,7 +153,7 @@ def test_weight_step_clips_the_gradient_norm(mnas: nas.SearchSpace) -> None:
         ProxylessConfig(target_ms=1.0, weight_grad_clip=0.0)
 
 
-def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace, share: bool) -> None:
+def test_arch_step_runs_at_most_two_paths_and_moves_alpha(space: nas.SearchSpace, share: bool, synthetic_table) -> None:
     config = ProxylessConfig(target_ms=0.05, share_weights=share)
     net = build_network(space, config, seed=1)
     search = ProxylessSearch(net, synthetic_table(space), config, seed=1)
@@ -202,7 +192,7 @@ def test_forward_two_with_binary_gates_is_the_active_path(space: nas.SearchSpace
         torch.testing.assert_close(net.forward_all(x), net(x, active_path))
 
 
-def test_alpha_gradients_flow_through_ce_and_latency_terms(ofa: nas.SearchSpace) -> None:
+def test_alpha_gradients_flow_through_ce_and_latency_terms(ofa: nas.SearchSpace, synthetic_table) -> None:
     table = synthetic_table(ofa)
     grads = {}
     for lam in (0.0, 50.0):
@@ -225,7 +215,7 @@ def test_alpha_gradients_flow_through_ce_and_latency_terms(ofa: nas.SearchSpace)
     assert latency_part[start + 1] > latency_part[start]  # gradient of the k5 logit > k3: descent lowers k5
 
 
-def test_mul_loss_gradient_sign_flips_around_the_target(ofa: nas.SearchSpace) -> None:
+def test_mul_loss_gradient_sign_flips_around_the_target(ofa: nas.SearchSpace, synthetic_table) -> None:
     table = synthetic_table(ofa)
     net = ProxylessNetwork(ofa)
     uniform_ms = float(table.expected(net.latency_probs(), ofa).detach())
@@ -252,7 +242,7 @@ def test_derive_is_inside_the_space(space: nas.SearchSpace) -> None:
         assert net.arch_of(net.path_of(arch)) == arch
 
 
-def test_same_seed_same_result(ofa: nas.SearchSpace) -> None:
+def test_same_seed_same_result(ofa: nas.SearchSpace, synthetic_table) -> None:
     table = synthetic_table(ofa)
     config = ProxylessConfig(target_ms=0.1, steps=6, warmup_steps=2, batch_size=16, log_every=3, n_derived=2,
                              arch_lr=0.05)
@@ -268,7 +258,7 @@ def test_same_seed_same_result(ofa: nas.SearchSpace) -> None:
     assert len(runs[0].history) == 2 and runs[0].history[-1]["step"] == 6
 
 
-def test_shared_weights_search_is_reproducible_and_in_the_space(mnas: nas.SearchSpace) -> None:
+def test_shared_weights_search_is_reproducible_and_in_the_space(mnas: nas.SearchSpace, synthetic_table) -> None:
     table = synthetic_table(mnas)
     config = ProxylessConfig(target_ms=0.1, steps=4, warmup_steps=1, batch_size=8, log_every=2, share_weights=True)
     runs = [run_proxyless(mnas, table, "fashion_mnist_tiny", config, seed=3, progress=False) for _ in range(2)]
