@@ -90,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.add_argument("--arch", default=None, help="arch JSON file to predict")
     p.add_argument("--entries", action="store_true", help="list every entry")
+    p.add_argument("--json", action="store_true", help="print one JSON object only (metadata, stability, "
+                                                       "entries and prediction when asked)")
     p.set_defaults(func=_show)
 
 
@@ -255,18 +257,27 @@ def _show(args: argparse.Namespace) -> int:
         from nas._device import describe
 
         meta["machine"] = describe(meta["fingerprint"])
-    print(json.dumps({**meta, "calibration": cal, "stability": table.summary()}, indent=2))
-    if args.entries:
-        for key in table.keys():
-            e = table.entry(key)
-            print(f"{key.short():60s} {e['latency_ms']:9.4f} ms  spread {e['spread_pct']:5.1f}%"
-                  f"{'  FLAGGED' if e['flagged'] else ''}")
+    out: dict = {**meta, "calibration": cal, "stability": table.summary()}
+    entries = [{"key": k.short(), **{f: table.entry(k)[f] for f in ("latency_ms", "spread_pct", "flagged")}}
+               for k in table.keys()] if args.entries else []
+    prediction = None
     if args.arch:
         from nas.cli._model import read_arch
         from nas.latency import space_of
 
         arch = read_arch(args.arch)
         space = space_of(table)
-        print(f"{arch.short()}\npredicted {table.predict(arch, space):.4f} ms "
-              f"(sum of entries {table.predict(arch, space, calibrated=False):.4f} ms)")
+        prediction = {"arch": arch.short(), "predicted_ms": table.predict(arch, space),
+                      "sum_of_entries_ms": table.predict(arch, space, calibrated=False)}
+    if args.json:
+        print(json.dumps({**out, **({"entries": entries} if args.entries else {}),
+                          **({"prediction": prediction} if prediction else {})}, indent=2, default=str))
+        return 0
+    print(json.dumps(out, indent=2, default=str))
+    for e in entries:
+        print(f"{e['key']:60s} {e['latency_ms']:9.4f} ms  spread {e['spread_pct']:5.1f}%"
+              f"{'  FLAGGED' if e['flagged'] else ''}")
+    if prediction:
+        print(f"{prediction['arch']}\npredicted {prediction['predicted_ms']:.4f} ms "
+              f"(sum of entries {prediction['sum_of_entries_ms']:.4f} ms)")
     return 0

@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("arch", help="arch JSON file (as written by `nas space preset` or `nas results --export-best`)")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print one JSON object only (layers, params, MACs)")
     p.set_defaults(func=_summary)
 
 
@@ -36,13 +37,19 @@ def _summary(args: argparse.Namespace) -> int:
 
     arch = read_arch(args.arch)
     rows = layer_table(arch, args.num_classes, args.in_channels)
+    params = count_params(arch, args.num_classes, args.in_channels)
+    macs = count_macs(arch, args.num_classes, args.in_channels)
+    if args.json:
+        import json
+
+        print(json.dumps({"arch": arch.short(), "resolution": arch.resolution, "blocks": len(arch.blocks),
+                          "params": params, "macs": macs, "layers": rows}, indent=2, default=str))
+        return 0
     width = max(len(r["spec"]) for r in rows)
     print(f"{'layer':9s} {'spec':{width}s} {'input':>14s} {'output':>14s} {'params':>10s} {'MMACs':>9s}")
     for r in rows:
         print(f"{r['layer']:9s} {r['spec']:{width}s} {r['input']:>14s} {r['output']:>14s} "
               f"{r['params']:>10,d} {r['macs'] / 1e6:>9.2f}")
-    params = count_params(arch, args.num_classes, args.in_channels)
-    macs = count_macs(arch, args.num_classes, args.in_channels)
     print(f"total: {params:,} params ({params / 1e6:.2f} M), {macs / 1e6:.1f} M MACs "
           f"at {arch.resolution}x{arch.resolution}, {len(arch.blocks)} blocks")
     return 0

@@ -76,3 +76,21 @@ def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "nas", "space", "preset", "ofa_min"],
                           capture_output=True, text=True, check=True)
     assert Arch.from_json(proc.stdout).resolution == 128
+
+
+def test_json_flags_print_json_only(capsys, tmp_path):
+    """`model summary --json` and `latency show --json` (with --entries and --arch) parse with json.loads."""
+    from pathlib import Path
+
+    code, out, _ = run(capsys, "space", "preset", "ofa_min", "--resolution", "32")
+    assert code == 0
+    path = tmp_path / "a.json"
+    path.write_text(out)
+    code, out, _ = run(capsys, "model", "summary", str(path), "--num-classes", "10", "--in-channels", "1", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["params"] == sum(r["params"] for r in summary["layers"]) and summary["macs"] > 0
+    table = Path(__file__).resolve().parents[2] / "latency_tables" / "x86-2core_onnxruntime_t1_ofa_mbv3_r32.csv"
+    code, out, _ = run(capsys, "latency", "show", str(table), "--entries", "--arch", str(path), "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["backend"] == "onnxruntime" and len(shown["entries"]) > 10
+    assert shown["prediction"]["predicted_ms"] > 0
