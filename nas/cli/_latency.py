@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("build", help="measure every layer of a space on this machine (resumable)")
     _space_args(p)
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime", help="runtime that times each layer")
     p.add_argument("--device-name", default="local", help="name of this machine in the table (and file name)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime")
     p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
     _protocol_args(p)
     p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
@@ -33,61 +33,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-minutes", type=float, default=10.0, help="--if-noisy wait: how long (default 10)")
     p.add_argument("--no-canaries", action="store_true",
                    help="skip the noise floor and the canary networks (then `nas latency check` cannot compare)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_build)
 
     p = cmds.add_parser("bundle", help="export every layer as model files + manifest into a zip for a device")
     _space_args(p)
-    p.add_argument("--backend", choices=("onnxruntime", "tflite"), default="onnxruntime")
+    p.add_argument("--backend", choices=("onnxruntime", "tflite"), default="onnxruntime",
+                   help="runtime the device will time the layers with")
     p.add_argument("--threads", type=int, default=1, help="threads the device runner uses by default")
     p.add_argument("--out", required=True, help="bundle zip to write")
     _protocol_args(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_bundle)
 
     p = cmds.add_parser("import", help="turn a table measured by `python -m nas.device_runner` into a table")
     p.add_argument("measured", help="CSV written by the device runner (its .json sidecar next to it)")
-    p.add_argument("--device-name", default=None)
+    p.add_argument("--device-name", default=None,
+                   help="name of the device in the table (default: the runner's device name)")
     p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
     p.set_defaults(func=_import)
 
     p = cmds.add_parser("calibrate", help="fit the table's calibration on whole networks measured end to end")
-    p.add_argument("--table", required=True)
+    p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
     p.add_argument("--n", type=int, default=40, help="random archs to measure (default 40)")
-    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1000, help="seed of the random archs measured")
     p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_calibrate)
 
     p = cmds.add_parser("validate", help="error of the predictor on held-out archs and the presets")
-    p.add_argument("--table", required=True)
+    p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
     p.add_argument("--n", type=int, default=100, help="held-out random archs (default 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-presets", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--no-presets", action="store_true",
+                   help="validate on random archs only, not also on the space's presets")
     p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
     p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("check", help="does the table hold on this machine? MATCH (exit 0), DRIFT (3), REBUILD (4)")
-    p.add_argument("--table", required=True)
+    p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
     p.add_argument("--rescale", action="store_true", help="on DRIFT: write a copy with the factor in its calibration")
     p.add_argument("--out", default=None, help="--rescale: the copy's CSV (default: <table>_rescaled.csv)")
     p.add_argument("--json", default=None, help="also write the check (ratios, noise, verdict) as JSON here")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_check)
 
     p = cmds.add_parser("adapt", help="refit a table from another machine to this one from a few whole networks")
-    p.add_argument("--table", required=True)
+    p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
     p.add_argument("--n", type=int, default=30, help="networks to measure here (default 30)")
-    p.add_argument("--seed", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=2000, help="seed of the random archs measured")
     p.add_argument("--passes", type=int, default=5, help="independent passes per network (default 5)")
     p.add_argument("--out", default=None, help="adapted table CSV (default: <table>_adapted.csv)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_adapt)
 
     p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
-    p.add_argument("table")
+    p.add_argument("table", help="latency table CSV")
     p.add_argument("--arch", default=None, help="arch JSON file to predict")
     p.add_argument("--entries", action="store_true", help="list every entry")
     p.add_argument("--json", action="store_true", help="print one JSON object only (metadata, stability, "
@@ -97,16 +100,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
-    p.add_argument("--resolutions", type=int, nargs="+", default=None)
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--in-channels", type=int, default=None)
-    p.add_argument("--width-mult", type=float, default=None)
+    p.add_argument("--resolutions", type=int, nargs="+", default=None,
+                   help="input resolutions to cover (default: the space YAML's)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the network head (default: the space YAML's)")
+    p.add_argument("--in-channels", type=int, default=None, help="input channels (default: the space YAML's)")
+    p.add_argument("--width-mult", type=float, default=None,
+                   help="channel width multiplier (default: the space YAML's)")
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passes", type=int, default=3, help="independent measuring passes (default 3)")
     p.add_argument("--repeats", type=int, default=5, help="repeated medians per pass (default 5)")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs before each pass")
 
 
 def _load_space(args: argparse.Namespace):  # noqa: ANN202

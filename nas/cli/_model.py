@@ -11,8 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
     p = cmds.add_parser("summary", help="params, MACs and a layer table of an arch JSON file")
     p.add_argument("arch", help="arch JSON file (as written by `nas space preset` or `nas results --export-best`)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=1000, help="classes of the network head")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels")
     p.add_argument("--json", action="store_true", help="print one JSON object only (layers, params, MACs)")
     p.set_defaults(func=_summary)
 

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("sample", help="random archs as JSON lines")
     p.add_argument("space", help="built-in name or path to a YAML file")
     p.add_argument("-n", type=int, default=1, help="number of archs (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--unique", action="store_true", help="resample until N distinct archs")
     _add_space_args(p)
     p.set_defaults(func=_sample)
@@ -35,16 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("preset", help="a named arch (e.g. mnasnet_b1) as JSON")
-    p.add_argument("name")
-    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("name", help="preset name (see `nas space list`)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input resolution of the arch (default: the preset's declared one)")
     p.set_defaults(func=_preset)
 
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolutions", type=int, nargs="+", default=None, help="override the resolution list")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--in-channels", type=int, default=None)
-    p.add_argument("--width-mult", type=float, default=None)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the network head (default: the space YAML's)")
+    p.add_argument("--in-channels", type=int, default=None, help="input channels (default: the space YAML's)")
+    p.add_argument("--width-mult", type=float, default=None,
+                   help="channel width multiplier (default: the space YAML's)")
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202

@@ -24,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("sample-accuracy", help="shared-weight val accuracy of random archs, as JSON lines "
                                                 "(appends; archs already in the file are skipped)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("-n", "--num-archs", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
+    p.add_argument("-n", "--num-archs", type=int, default=100, help="random archs to evaluate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", required=True, help="JSON-lines file: {arch, encoding, val_acc}")
     p.add_argument("--data-root", default=None, help="read the config's dataset from this directory")
     p.add_argument("--val-limit", type=int, default=None, help="evaluate on the first N validation images")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.set_defaults(func=_sample_accuracy)
 
     p = cmds.add_parser("fit-predictor", help="train the accuracy predictor (MLP on the arch encoding) on "
@@ -39,18 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="the supernet checkpoint the samples came from (its space)")
     p.add_argument("--out", required=True, help="predictor file (.pt)")
     p.add_argument("--heldout", type=float, default=0.2, help="share of the pairs held out for the report")
-    p.add_argument("--epochs", type=int, default=600)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=600, help="training epochs of the predictor MLP")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_fit_predictor)
 
     p = sub.add_parser("extract", help="a subnet of a trained supernet as a standalone model file")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
     p.add_argument("--arch", required=True, help="arch JSON file (a point of the supernet's space)")
-    p.add_argument("--format", choices=("torch", "onnx", "tflite"), default="torch")
+    p.add_argument("--format", choices=("torch", "onnx", "tflite"), default="torch", help="model file format")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
                    help="re-estimate batch-norm statistics on N training batches of the config's data")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--data-root", default=None,
+                   help="read the config's dataset from this directory (with --recalibrate-bn)")
     p.set_defaults(func=_extract)
 
 
