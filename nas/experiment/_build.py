@@ -1,9 +1,9 @@
 """From a config to the parts of a search, every one checked before anything is written.
 
 `prepare_search(config)` builds the space, the latency sources (table files exist, load and cover
-the space), the budget and objective, each strategy (constructed once, then discarded), the
-storage URL and the evaluator (checkpoint, predictor file, dataset); any problem is a
-`ConfigError` naming the config key. `run_search` calls it before it creates the run folder.
+the space), the budget and objective, each strategy (an ask/tell one constructed once and discarded,
+a deriving one kept), the storage URL and the evaluator (checkpoint, predictor file, dataset); any
+problem is a `ConfigError` naming the config key. `run_search` calls it before it creates the run folder.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ from nas.experiment._storage import check_storage
 from nas.proxyless import ProxylessStrategy
 from nas.strategies import DerivingStrategy, Objective, make_strategy
 
-EXTERNAL_STRATEGIES = {"proxyless": "nas.proxyless:search"}
-"""Strategies outside ask/tell (they run their own loop): name -> "module:function", imported on use.
-The function is called as ``fn(config, strategy_config, space, sources, evaluator, record)`` and
-persists each arch it derives with ``record(arch, result, extra=None)`` (a completed trial)."""
 
 # ---------------------------------------------------------------------- building blocks
 def build_space(config: ExperimentConfig) -> SearchSpace:

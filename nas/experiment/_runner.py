@@ -51,7 +51,6 @@ class _Worker:
     def __init__(self, setup: SearchSetup, strategy_config: StrategyConfig, storage: Any) -> None:
         self.config, self.sc, self.space = setup.config, strategy_config, setup.space
         self.sources, self.evaluator, self.objective = setup.sources, setup.evaluator, setup.objective
-        self.setup = setup
         self.name = study_name(self.config, strategy_config)
         self.storage = storage
         self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
@@ -115,13 +114,17 @@ class _Worker:
         self.space.validate(arch)
         trial = ask_trial(self.study)
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        self._complete(trial, arch, result, extra or {})
+        return trial.number
+
+    def _complete(self, trial: optuna.Trial, arch: Arch, result: Result, extra: dict[str, Any]) -> None:
+        """Store the arch, its result and the run's record on `trial` and complete it."""
         trial.set_user_attr("arch", arch.to_json())
         trial.set_user_attr("result", result.to_dict())
         trial.set_user_attr("record", {"arch_short": arch.short(), "strategy": self.sc.key,
                                        "strategy_name": self.sc.name, "evaluator": self.evaluator.name,
-                                       "reward": self.objective.score(result), **(extra or {})})
+                                       "reward": self.objective.score(result), **extra})
         self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
-        return trial.number
 
     def run_derived(self, strategy: DerivingStrategy, progress: bool) -> WorkerReport:
         """Run a deriving strategy once; each derived arch is evaluated and stored as a completed trial."""
@@ -145,13 +148,7 @@ class _Worker:
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        trial.set_user_attr("arch", arch.to_json())
-        trial.set_user_attr("result", result.to_dict())
-        trial.set_user_attr("record", {
-            "arch_short": arch.short(), "strategy": self.sc.key, "strategy_name": self.sc.name,
-            "evaluator": self.evaluator.name, "reward": self.objective.score(result),
-            "ask_seconds": round(t1 - t0, 6), "eval_seconds": round(t2 - t1, 6)})
-        self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
+        self._complete(trial, arch, result, {"ask_seconds": round(t1 - t0, 6), "eval_seconds": round(t2 - t1, 6)})
         self.strategy.tell(arch, result)
         self.told.add(trial.number)
 
