@@ -48,7 +48,8 @@ class ProxylessStrategy:
         ProxylessConfig.from_dict(options, where, target_ms=1.0, n_derived=1)
 
     def derive(self, progress: bool = True) -> list[tuple[Arch, dict[str, Any]]]:
-        """Run the search; each derived arch (argmax first) with what its trial records."""
+        """Run the search; each derived arch (the target-aware one first, then the argmax and sampled
+        archs, see `ProxylessConfig.n_derived`) with what its trial records."""
         result = run_proxyless(self.space, list(self.tables), None, self.config, seed=self.seed, progress=progress)
         how = result.derivation.to_dict() if result.derivation else {}
         return [(arch, {"proxyless": {"rank": rank, "predicted_ms": float(ms), "expected_ms": float(result.expected_ms),

@@ -173,9 +173,9 @@ class ProxylessNetwork(nn.Module):
         """`probs()` plus a one-hot vector for every pinned choice: the input of `LatencyTable.expected`."""
         out = self.probs()
         ref = self._alpha[0] if len(self._alpha) else torch.zeros(1)
-        for d, value in self.pins.items():
-            opts = self.space.dims[d]
-            out[d] = torch.tensor([1.0 if option_index((o,), value) == 0 else 0.0 for o in opts], dtype=ref.dtype)
+        for d, value in self.pins.items():  # pins hold options of the space (`resolve_pins`)
+            out[d] = torch.zeros(len(self.space.dims[d]), dtype=ref.dtype)
+            out[d][option_index(self.space.dims[d], value)] = 1.0
         return out
 
     # ------------------------------------------------------------------ paths and archs
