@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cifar import CIFAR10_HINT, find_cifar10_dir, load_cifar10_split, read_cifar10_class_names
+from ._folder import LAYOUT, OwnData, is_own_data, read_own_data
 from ._idx import has_idx_files, load_idx_split
 from ._types import DataSplits, DatasetNameError, DatasetNotFoundError, ImageDataset, channel_stats
 
@@ -43,7 +44,7 @@ _IDX_FILES_DESC = (
 @dataclass(frozen=True)
 class _Spec:
     name: str
-    fmt: str  # "idx" or "cifar10"
+    fmt: str  # "idx", "cifar10" or "folder" (own images, see nas.data._folder)
     class_names: tuple[str, ...]
     subdirs: tuple[str, ...]  # looked up under root= and $HWNAS_DATA_DIR
     default_roots: tuple[str, ...]
@@ -89,6 +90,7 @@ _SPECS: dict[str, _Spec] = {
             "it ships with the package in nas/data/fashion_mnist_tiny; regenerate it with "
             "`python -m nas.data._make_tiny` from the full Fashion-MNIST files",
         ),
+        _Spec("folder", "folder", (), (), (), f"give your images' folder or .npz as root= (data.root): {LAYOUT}"),
     )
 }
 _ALIASES = {
@@ -113,6 +115,8 @@ def _holds(spec: _Spec, directory: Path) -> Path | None:
     """The directory with ``spec``'s files if ``directory`` (or a known subdir) has them."""
     if spec.fmt == "cifar10":
         return find_cifar10_dir(directory)
+    if spec.fmt == "folder":
+        return directory if is_own_data(directory) else None
     for d in (directory, *(directory / s for s in spec.subdirs)):
         if has_idx_files(d):
             return d
@@ -125,16 +129,22 @@ def find_dataset_root(name: str, root: str | os.PathLike[str] | None = None) -> 
     Search order: ``root`` (or a known subdirectory of it, e.g. ``cifar-10-batches-py``)
     if given, exclusively; otherwise ``$HWNAS_DATA_DIR/<subdir>`` (``fashion-mnist``,
     ``mnist``, ``cifar-10-batches-py``; several dirs may be joined with ``os.pathsep``),
-    then the system defaults (``/usr/share/datasets/fashion-mnist``, ...).
+    then the system defaults (``/usr/share/datasets/fashion-mnist``, ...). ``"folder"`` (own
+    images) needs ``root``: a folder of class folders or an ``.npz``; a path to an ``.npz`` is
+    also accepted as ``name``.
 
     Raises:
         DatasetNotFoundError: naming the paths searched and how to get the data.
         DatasetNameError: for an unknown name (a ValueError).
     """
     key = _canonical(name)
+    if key is None and root is None and Path(name).suffix.lower() == ".npz" and Path(name).is_file():
+        return Path(name)
     if key is None:
         raise DatasetNameError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
     spec = _SPECS[key]
+    if spec.fmt == "folder" and root is None:
+        raise DatasetNotFoundError(f"dataset 'folder' reads your own images: {spec.hint}")
     if root is not None:
         candidates = [Path(root)]
     else:
@@ -147,7 +157,7 @@ def find_dataset_root(name: str, root: str | os.PathLike[str] | None = None) -> 
         found = _holds(spec, c)
         if found is not None:
             return found
-    if root is not None and Path(root).is_dir():
+    if root is not None and (Path(root).is_dir() or (spec.fmt == "folder" and Path(root).exists())):
         # Let the format loader name the precise missing file.
         return Path(root)
     where = ", ".join(str(c) for c in candidates)
@@ -168,7 +178,10 @@ def _resolve_path(
         raise DatasetNameError(
             f"unknown dataset {text!r}; known: {', '.join(available_datasets())} (or pass a directory)"
         )
-    expected = f"expected {_IDX_FILES_DESC} or CIFAR-10 python batches (data_batch_1..5, test_batch)"
+    expected = (f"expected {_IDX_FILES_DESC}, CIFAR-10 python batches (data_batch_1..5, test_batch) "
+                f"or own images: {LAYOUT}")
+    if path.is_file() and is_own_data(path):
+        return _SPECS["folder"], path
     if not path.is_dir():
         raise DatasetNotFoundError(f"dataset directory {path} does not exist; {expected}", path)
     cifar_dir = find_cifar10_dir(path)
@@ -176,26 +189,33 @@ def _resolve_path(
         return _SPECS["cifar10"], cifar_dir
     if has_idx_files(path):
         return _SPECS["fashion_mnist" if "fashion" in text.lower() else "mnist"], path
+    if is_own_data(path):
+        return _SPECS["folder"], path
     raise DatasetNotFoundError(f"no dataset found in {path}: {expected}", path)
 
 
-def load_official(
-    name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
-) -> tuple[ImageDataset, ImageDataset]:
-    """The official ``(train, test)`` sets, with mean/std of the full training set.
+Size = int | tuple[int, int] | None
 
-    ``name_or_path`` is a dataset name (see :func:`available_datasets`) or a directory;
-    a directory's format is inferred (IDX files -> ``fashion_mnist`` class names if the
-    path contains "fashion", else ``mnist``'s; CIFAR batches -> ``cifar10``).
-    """
+
+def _read(
+    name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None, image_size: Size, channels: int | None
+) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
+    """``(train, given val or None, test)`` of a dataset, all with the train set's mean/std."""
     key = _canonical(name_or_path) if isinstance(name_or_path, str) else None
     if key is not None:
         spec = _SPECS[key]
         directory = find_dataset_root(key, root)
     else:
         spec, directory = _resolve_path(name_or_path, root)
+    if spec.fmt != "folder" and (image_size is not None or channels is not None):
+        raise DatasetNameError(f"image_size and channels apply to own images (dataset 'folder'), not {spec.name!r}")
 
-    if spec.fmt == "cifar10":
+    val = None
+    if spec.fmt == "folder":
+        own: OwnData = read_own_data(directory, channels=channels, image_size=image_size)
+        class_names, (xtr, ytr), val = own.class_names, own.train, own.val
+        xte, yte = own.test or (np.zeros((0, *xtr.shape[1:]), np.uint8), np.zeros(0, np.int64))
+    elif spec.fmt == "cifar10":
         class_names = read_cifar10_class_names(directory)
         (xtr, ytr), (xte, yte) = (load_cifar10_split(directory, s) for s in ("train", "test"))
     else:
@@ -207,6 +227,23 @@ def load_official(
     mean, std = channel_stats(xtr)
     train = ImageDataset(xtr, ytr, class_names, mean, std, spec.name)
     test = ImageDataset(xte, yte, class_names, mean, std, spec.name)
+    return train, None if val is None else ImageDataset(*val, class_names, mean, std, spec.name), test
+
+
+def load_official(
+    name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, *,
+    image_size: Size = None, channels: int | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
+    """The official ``(train, test)`` sets, with mean/std of the full training set.
+
+    ``name_or_path`` is a dataset name (see :func:`available_datasets`), a directory or an
+    ``.npz``; a directory's format is inferred (IDX files -> ``fashion_mnist`` class names if
+    the path contains "fashion", else ``mnist``'s; CIFAR batches -> ``cifar10``; class
+    folders -> own images). ``image_size`` and ``channels`` are for own images only (see
+    :func:`load_dataset`); their test set is empty unless they have one, and a given ``val``
+    is not part of ``train``.
+    """
+    train, _, test = _read(name_or_path, root, image_size, channels)
     return train, test
 
 
@@ -283,26 +320,40 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int | np.random.Generator = 0,
     stratified: bool = True,
+    image_size: Size = None,
+    channels: int | None = None,
 ) -> DataSplits:
     """Load a dataset from local files and split it into train / val / test.
 
     Args:
         name_or_path: ``"fashion_mnist"``, ``"mnist"``, ``"cifar10"``,
-            ``"fashion_mnist_tiny"`` (the subset shipped in the package), or a directory.
+            ``"fashion_mnist_tiny"`` (the subset shipped in the package), ``"folder"`` (your
+            own images at ``root``: ``root/<class>/*.png|jpg|jpeg`` or an ``.npz``, see
+            ``nas.data._folder``), or a directory / ``.npz`` path.
         root: directory to read a named dataset from instead of the default search
             (see :func:`find_dataset_root`; ``$HWNAS_DATA_DIR`` is honoured when None).
-        val_fraction: share of the official training set held out as validation.
+        val_fraction: share of the official training set held out as validation (own
+            data with a ``val`` folder or ``x_val`` keeps that one instead).
         seed: int or ``numpy.random.Generator`` for the split; same seed -> same split.
         stratified: keep class proportions in the split (see :func:`split_indices`).
+        image_size: own images only: resize every image to this (int or ``(H, W)``) when
+            loading (default: keep their size, which must then be common to all).
+        channels: own images only: 1 (grayscale) or 3 (RGB); None infers it (RGB if any
+            image has colour).
 
     Returns:
-        :class:`DataSplits` whose ``test`` is the official test set and whose mean/std
-        (shared by all three splits) are computed on the train part only.
+        :class:`DataSplits` whose ``test`` is the official test set (own data: its test
+        folder / ``x_test``, else empty) and whose mean/std (shared by all three splits)
+        are computed on the train part only.
 
     Raises:
         DatasetNotFoundError: the files are missing (message says where we looked and
-            how to get them). DatasetFormatError: a file is corrupt or truncated.
+            how to get them). DatasetFormatError: a file is corrupt or truncated, or own
+            data is malformed (the message names the folder, file or key).
     """
-    full_train, test = load_official(name_or_path, root)
-    train, val = split_train_val(full_train, val_fraction, seed, stratified=stratified)
-    return DataSplits(train, val, test.with_stats(train.mean, train.std))
+    full_train, given_val, test = _read(name_or_path, root, image_size, channels)
+    if given_val is None:
+        train, val = split_train_val(full_train, val_fraction, seed, stratified=stratified)
+    else:
+        train, val = full_train, given_val
+    return DataSplits(train, val.with_stats(train.mean, train.std), test.with_stats(train.mean, train.std))

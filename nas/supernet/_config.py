@@ -36,7 +36,10 @@ class Phase:
 
 
 # a config file's keys and sections (`TrainConfig` keeps the sections as plain dicts): (key, type, default)
+# data.dataset: a `nas.data.load_dataset` name or path ("folder": own images at data.root, read at
+# data.image_size (default: their own size) as data.channels 1 or 3 (default: inferred))
 _Data = make_dataclass("_Data", [("dataset", str), ("root", str | None, None), ("val_fraction", float, 0.1),
+                                 ("image_size", int | None, None), ("channels", int | None, None),
                                  ("batch_size", int, 128), ("augment", bool, True), ("hflip", bool, True),
                                  ("crop_padding", int, 4), ("limit", int | None, None)])
 _Optimizer = make_dataclass("_Optimizer", [

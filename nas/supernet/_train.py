@@ -75,7 +75,8 @@ def _load_splits(config: TrainConfig) -> Any:
 
     d = config.data
     try:
-        return load_dataset(d["dataset"], d["root"], val_fraction=d["val_fraction"], seed=config.seed)
+        return load_dataset(d["dataset"], d["root"], val_fraction=d["val_fraction"], seed=config.seed,
+                            image_size=d["image_size"], channels=d["channels"])
     except (DatasetError, ValueError) as err:
         raise ConfigError(f"data: {err}") from None
 
