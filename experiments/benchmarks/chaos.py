@@ -124,7 +124,7 @@ def search_chaos(kind: str, url: str | None, folder: Path, n_trials: int, kills:
     started = time.perf_counter()
     folder.mkdir(parents=True)
     raw, path = _search_config(folder, kind, url, n_trials)
-    worker = NAS + ["search", "--config", str(path), "--no-progress"]
+    worker = NAS + ["search", "--config", str(path), "--quiet"]
     first = subprocess.run(worker + ["--set", "search.n_trials=1"], capture_output=True, text=True, env=ENV)
     if first.returncode != 0:
         raise RuntimeError(f"{kind}: the first worker failed: {first.stderr.strip()[-500:]}")
@@ -298,7 +298,7 @@ def supernet_chaos(folder: Path, kills: int, rng: random.Random) -> dict:
     for name in ("straight", "killed"):
         configs[name] = folder / f"{name}.yaml"
         configs[name].write_text(yaml.safe_dump(_supernet_config(folder / name)))
-    train = lambda name: NAS + ["supernet", "train", "--config", str(configs[name]), "--threads", "1", "--no-progress"]  # noqa: E731
+    train = lambda name: NAS + ["supernet", "train", "--config", str(configs[name]), "--threads", "1", "--quiet"]  # noqa: E731
     straight = subprocess.run(train("straight"), capture_output=True, text=True, env=ENV)
     if straight.returncode != 0:
         raise RuntimeError(f"supernet training failed: {straight.stderr.strip()[-500:]}")

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "nas.cli._latency",
     "nas.cli._supernet",
     "nas.cli._search",
+    "nas.cli._list",
 )
 
 
@@ -27,7 +28,9 @@ class CLIError(HwnasError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` parser: every command group's subparsers, every one with `HelpFormatter`."""
     from nas import __version__
+    from nas.cli._common import HelpFormatter, walk
 
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
@@ -40,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for _, p in walk(parser):  # defaults in every --help, descriptions as written
+        p.formatter_class = HelpFormatter
     return parser
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.cli._common import add_alias, add_count, add_quiet, add_shape_args, load_space_args
+
 BACKEND_CHOICES = ("onnxruntime", "tflite", "torch")
 
 
@@ -29,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
     p.add_argument("--if-noisy", choices=("warn", "wait", "more-passes", "abort"), default="warn",
                    help="when the machine's noise floor (measured first) is too high: go on with a warning, "
-                        "wait for quiet (up to --wait-minutes), take more passes, or stop (default: warn)")
-    p.add_argument("--wait-minutes", type=float, default=10.0, help="--if-noisy wait: how long (default 10)")
+                        "wait for quiet (up to --wait-minutes), take more passes, or stop")
+    p.add_argument("--wait-minutes", type=float, default=10.0, help="--if-noisy wait: how long")
     p.add_argument("--no-canaries", action="store_true",
                    help="skip the noise floor and the canary networks (then `nas latency check` cannot compare)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_build)
 
     p = cmds.add_parser("bundle", help="export every layer as model files + manifest into a zip for a device")
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads the device runner uses by default")
     p.add_argument("--out", required=True, help="bundle zip to write")
     _protocol_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_bundle)
 
     p = cmds.add_parser("import", help="turn a table measured by `python -m nas.device_runner` into a table")
@@ -55,38 +57,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("calibrate", help="fit the table's calibration on whole networks measured end to end")
     p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
-    p.add_argument("--n", type=int, default=40, help="random archs to measure (default 40)")
+    add_count(p, 40, "random archs to measure")
     p.add_argument("--seed", type=int, default=1000, help="seed of the random archs measured")
-    p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--passes", type=int, default=7, help="independent passes per network")
+    add_quiet(p)
     p.set_defaults(func=_calibrate)
 
     p = cmds.add_parser("validate", help="error of the predictor on held-out archs and the presets")
     p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
-    p.add_argument("--n", type=int, default=100, help="held-out random archs (default 100)")
+    add_count(p, 100, "held-out random archs")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-presets", action="store_true",
                    help="validate on random archs only, not also on the space's presets")
-    p.add_argument("--passes", type=int, default=7, help="independent passes per network (default 7)")
+    p.add_argument("--passes", type=int, default=7, help="independent passes per network")
     p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("check", help="does the table hold on this machine? MATCH (exit 0), DRIFT (3), REBUILD (4)")
     p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
     p.add_argument("--rescale", action="store_true", help="on DRIFT: write a copy with the factor in its calibration")
     p.add_argument("--out", default=None, help="--rescale: the copy's CSV (default: <table>_rescaled.csv)")
-    p.add_argument("--json", default=None, help="also write the check (ratios, noise, verdict) as JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json-out", default=None, metavar="FILE",
+                   help="also write the check (ratios, noise, verdict) as JSON to FILE")
+    add_alias(p, "--json", "--json-out")
+    add_quiet(p)
     p.set_defaults(func=_check)
 
     p = cmds.add_parser("adapt", help="refit a table from another machine to this one from a few whole networks")
     p.add_argument("--table", required=True, help="latency table CSV (its .json sidecar beside it)")
-    p.add_argument("--n", type=int, default=30, help="networks to measure here (default 30)")
+    add_count(p, 30, "networks to measure here")
     p.add_argument("--seed", type=int, default=2000, help="seed of the random archs measured")
-    p.add_argument("--passes", type=int, default=5, help="independent passes per network (default 5)")
+    p.add_argument("--passes", type=int, default=5, help="independent passes per network")
     p.add_argument("--out", default=None, help="adapted table CSV (default: <table>_adapted.csv)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_adapt)
 
     p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
@@ -100,26 +104,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
-    p.add_argument("--resolutions", type=int, nargs="+", default=None,
-                   help="input resolutions to cover (default: the space YAML's)")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="classes of the network head (default: the space YAML's)")
-    p.add_argument("--in-channels", type=int, default=None, help="input channels (default: the space YAML's)")
-    p.add_argument("--width-mult", type=float, default=None,
-                   help="channel width multiplier (default: the space YAML's)")
+    add_shape_args(p, "input resolutions to cover")
 
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--passes", type=int, default=3, help="independent measuring passes (default 3)")
-    p.add_argument("--repeats", type=int, default=5, help="repeated medians per pass (default 5)")
+    p.add_argument("--passes", type=int, default=3, help="independent measuring passes")
+    p.add_argument("--repeats", type=int, default=5, help="repeated medians per pass")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs before each pass")
 
 
 def _load_space(args: argparse.Namespace):  # noqa: ANN202
-    from nas import load_space
-
-    return load_space(args.space, resolutions=args.resolutions, num_classes=args.num_classes,
-                      in_channels=args.in_channels, width_mult=args.width_mult)
+    return load_space_args(args.space, args)
 
 
 def _protocol(args: argparse.Namespace):  # noqa: ANN202
@@ -163,13 +158,13 @@ def _check(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.table)
     result = check_table(table, space_of(table), progress=not args.quiet)
     print(format_check(result, table))
-    if args.json:
+    if args.json_out:
         from dataclasses import asdict
 
         from nas._atomic import atomic_write_json
 
         data = {k: v for k, v in asdict(result).items() if k != "canaries_here"}
-        atomic_write_json(args.json, {**data, "table": table.where, "exit_code": result.exit_code})
+        atomic_write_json(args.json_out, {**data, "table": table.where, "exit_code": result.exit_code})
     if args.rescale:
         if result.verdict != "DRIFT":
             _log(f"--rescale: nothing written (verdict {result.verdict})")

@@ -1,19 +1,20 @@
-"""``nas search --config C [--set k=v ...]`` and ``nas results RUN [--export-best FILE]``."""
+"""``nas search --config C [--set KEY=VALUE ...]`` and ``nas results RUN [--export-best FILE]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from nas.cli._common import add_overrides, add_quiet
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run (or resume, or join) a search experiment")
     p.add_argument("--config", required=True, help="experiment YAML (see experiments/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. search.n_trials=50 (repeatable)")
+    add_overrides(p, "search.n_trials=50")
     p.add_argument("--strategy", action="append", default=None,
                    help="run only this strategy label (repeatable; default: all)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_search)
     r = sub.add_parser("results", help="tables, best archs per budget, Pareto plot of a run folder")
     r.add_argument("run", help="run folder (run_dir of the config)")
@@ -29,7 +30,7 @@ def _search(args: argparse.Namespace) -> int:
     from nas.experiment import load_config, report, run_search
 
     config = load_config(args.config, args.overrides)
-    reports = run_search(config, progress=False if args.no_progress else None, strategies=args.strategy,
+    reports = run_search(config, progress=False if args.quiet else None, strategies=args.strategy,
                          notice=lambda line: print(f"nas: warning: {line}", file=sys.stderr, flush=True))
     for r in reports:
         print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"

@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from nas.cli._common import add_alias, add_count, add_shape_args, load_space_args, shape_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     space = sub.add_parser("space", help="inspect and sample search spaces")
@@ -17,44 +19,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("show", help="a space's choices, size and presets")
     p.add_argument("space", help="built-in name or path to a YAML file")
-    _add_space_args(p)
+    add_shape_args(p)
     p.set_defaults(func=_show)
 
     p = cmds.add_parser("sample", help="random archs as JSON lines")
     p.add_argument("space", help="built-in name or path to a YAML file")
-    p.add_argument("-n", type=int, default=1, help="number of archs (default 1)")
+    add_count(p, 1, "number of archs")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--unique", action="store_true", help="resample until N distinct archs")
-    _add_space_args(p)
+    add_shape_args(p)
     p.set_defaults(func=_sample)
 
     p = cmds.add_parser("validate", help="check that an arch JSON file is a point of a space")
     p.add_argument("space", help="built-in name or path to a YAML file")
     p.add_argument("arch", help="arch JSON file")
-    _add_space_args(p)
+    add_shape_args(p)
     p.set_defaults(func=_validate)
 
-    p = cmds.add_parser("preset", help="a named arch (e.g. mnasnet_b1) as JSON")
+    p = cmds.add_parser("preset", help="a named arch (e.g. mnasnet_b1) as JSON, at its declared resolution "
+                                       "(max or min) of the space's resolutions")
     p.add_argument("name", help="preset name (see `nas space list`)")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="input resolution of the arch (default: the preset's declared one)")
+    add_shape_args(p, "input resolutions of the preset's space (one value: the preset at that resolution)")
+    add_alias(p, "--resolution", "--resolutions", convert=lambda r: [r], nargs=None)
     p.set_defaults(func=_preset)
-
-
-def _add_space_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resolutions", type=int, nargs="+", default=None, help="override the resolution list")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="classes of the network head (default: the space YAML's)")
-    p.add_argument("--in-channels", type=int, default=None, help="input channels (default: the space YAML's)")
-    p.add_argument("--width-mult", type=float, default=None,
-                   help="channel width multiplier (default: the space YAML's)")
-
-
-def _load(args: argparse.Namespace):  # noqa: ANN202
-    from nas import load_space
-
-    return load_space(args.space, resolutions=args.resolutions, num_classes=args.num_classes,
-                      in_channels=args.in_channels, width_mult=args.width_mult)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -69,7 +56,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    space = _load(args)
+    space = load_space_args(args.space, args)
     print(f"{space.name}: {space.description}")
     print(f"  classes {space.num_classes}, input channels {space.in_channels}, "
           f"resolutions {list(space.resolutions)}, width_mult {space.width_mult}")
@@ -89,7 +76,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise HwnasError(f"-n must be at least 1, got {args.n}")
-    space = _load(args)
+    space = load_space_args(args.space, args)
     rng = np.random.default_rng(args.seed)
     seen = set()
     tries = 0
@@ -109,7 +96,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from nas.cli._model import read_arch
 
-    space = _load(args)
+    space = load_space_args(args.space, args)
     arch = read_arch(args.arch)
     space.validate(arch)
     print(f"{args.arch}: in {space.name} ({arch.short()})")
@@ -119,7 +106,6 @@ def _validate(args: argparse.Namespace) -> int:
 def _preset(args: argparse.Namespace) -> int:
     from nas import load_preset
 
-    resolutions = [args.resolution] if args.resolution is not None else None
-    _, arch = load_preset(args.name, resolutions=resolutions)
+    _, arch = load_preset(args.name, **shape_overrides(args))
     print(arch.to_json(indent=2))
     return 0

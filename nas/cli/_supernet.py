@@ -7,6 +7,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Sequence
+
+from nas.cli._common import add_count, add_overrides, add_quiet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,21 +19,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("train", help="progressive-shrinking training from a YAML config (resumes if a "
                                       "checkpoint exists in its output_dir); runs under torchrun too")
     p.add_argument("--config", required=True, help="YAML config, e.g. experiments/supernet_fmnist.yaml")
+    add_overrides(p, "phases.0.steps=500")
+    p.add_argument("--data-root", default=None, help="read the config's dataset from this directory "
+                                                     "(sets data.root; resume with the same value)")
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps of this run "
                                                            "(resume later with the same command)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (default: torch's choice)")
+    add_quiet(p)
     p.set_defaults(func=_train)
 
     p = cmds.add_parser("sample-accuracy", help="shared-weight val accuracy of random archs, as JSON lines "
                                                 "(appends; archs already in the file are skipped)")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
-    p.add_argument("-n", "--num-archs", type=int, default=100, help="random archs to evaluate")
+    add_count(p, 100, "random archs to evaluate", old=("--num-archs",))
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", required=True, help="JSON-lines file: {arch, encoding, val_acc}")
     p.add_argument("--data-root", default=None, help="read the config's dataset from this directory")
     p.add_argument("--val-limit", type=int, default=None, help="evaluate on the first N validation images")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    add_quiet(p)
     p.set_defaults(func=_sample_accuracy)
 
     p = cmds.add_parser("fit-predictor", help="train the accuracy predictor (MLP on the arch encoding) on "
@@ -62,11 +70,32 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def train_config(path: str, overrides: Sequence[str] = (), data_root: str | None = None) -> Any:
+    """The `nas.supernet.TrainConfig` of YAML file `path` with ``--set`` `overrides` (the one
+    implementation `nas search` uses) and ``--data-root`` applied, checked."""
+    from nas._config import ConfigError, read_yaml
+    from nas.experiment import apply_overrides
+    from nas.supernet import TrainConfig
+
+    raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        raw = apply_overrides(raw or {}, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    if data_root is not None:
+        data = raw.get("data")
+        raw["data"] = {**(data if isinstance(data, dict) else {}), "root": data_root}
+    return TrainConfig.from_dict(raw, str(path))
+
+
 def _train(args: argparse.Namespace) -> int:
     from nas.supernet import train_supernet
 
     _threads(args.threads)
-    result = train_supernet(args.config, stop_after_steps=args.steps, progress=not args.no_progress)
+    config = train_config(args.config, args.overrides, args.data_root)
+    result = train_supernet(config, stop_after_steps=args.steps, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         state = "finished" if result.finished else "stopped"
         print(f"{state} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}")
@@ -105,8 +134,8 @@ def _sample_accuracy(args: argparse.Namespace) -> int:
     done = {Arch.from_dict(r["arch"]) for r in read_jsonl(out)}
     rng = np.random.default_rng(args.seed)
     archs: list = []
-    for _ in range(args.num_archs * 50):
-        if len(archs) == args.num_archs:
+    for _ in range(args.n * 50):
+        if len(archs) == args.n:
             break
         arch = space.sample(rng)
         if arch not in archs:
@@ -115,7 +144,7 @@ def _sample_accuracy(args: argparse.Namespace) -> int:
     print(f"{len(archs) - len(todo)} of {len(archs)} archs already in {out}", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a") as f:
-        for arch in tqdm(todo, unit="arch"):
+        for arch in tqdm(todo, unit="arch", disable=args.quiet):
             row = {"arch": arch.to_dict(), "encoding": space.encode(arch), "val_acc": evaluator(arch)}
             f.write(json.dumps(row) + "\n")
             f.flush()

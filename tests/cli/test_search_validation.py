@@ -91,7 +91,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _fails_naming(config: Path, names: list[str], capsys) -> None:
-    rc = main(["search", "--config", str(config), "--no-progress"])
+    rc = main(["search", "--config", str(config), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2, err
     error = [line for line in err.splitlines() if line.startswith("nas: error:")]
@@ -115,7 +115,7 @@ def finished_run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("finished")
     path = base / "good.yaml"
     path.write_text(yaml.safe_dump(good_config(base / "run")))
-    assert main(["search", "--config", str(path), "--no-progress"]) == 0
+    assert main(["search", "--config", str(path), "--quiet"]) == 0
     return base / "run"
 
 
@@ -136,7 +136,7 @@ def test_good_config_still_runs(tmp_path, capsys) -> None:
     """The control: the config every bad case derives from runs, so the failures above are the bad keys'."""
     path = tmp_path / "good.yaml"
     path.write_text(yaml.safe_dump(good_config(tmp_path / "run")))
-    assert main(["search", "--config", str(path), "--no-progress"]) == 0, capsys.readouterr().err
+    assert main(["search", "--config", str(path), "--quiet"]) == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "study.db").is_file()
 
 

@@ -82,7 +82,7 @@ def test_json_flags_print_json_only(capsys, tmp_path):
     """`model summary --json` and `latency show --json` (with --entries and --arch) parse with json.loads."""
     from pathlib import Path
 
-    code, out, _ = run(capsys, "space", "preset", "ofa_min", "--resolution", "32")
+    code, out, _ = run(capsys, "space", "preset", "ofa_min", "--resolutions", "32")
     assert code == 0
     path = tmp_path / "a.json"
     path.write_text(out)
@@ -94,3 +94,32 @@ def test_json_flags_print_json_only(capsys, tmp_path):
     shown = json.loads(out)
     assert code == 0 and shown["backend"] == "onnxruntime" and len(shown["entries"]) > 10
     assert shown["prediction"]["predicted_ms"] > 0
+
+
+def test_preset_takes_the_shape_flags(capsys, tmp_path):
+    """`space preset` spells the space's shape as every subcommand does; one resolution: the preset at it."""
+    code, out, _ = run(capsys, "space", "preset", "ofa_min", "--resolutions", "28", "--num-classes", "10",
+                       "--in-channels", "1", "--width-mult", "0.5")
+    assert code == 0
+    arch = Arch.from_json(out)
+    space = load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=0.5)
+    assert arch.resolution == 28 and arch == space.preset("ofa_min")
+    code, out, _ = run(capsys, "space", "preset", "ofa_max", "--resolutions", "160", "192")
+    assert code == 0 and Arch.from_json(out).resolution == 192  # ofa_max: the largest resolution
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["space", "preset", "ofa_min", "--resolutions", "0"], "--resolutions: 0 is not a positive integer"),
+    (["space", "show", "ofa_mbv3", "--resolutions", "32", "32"], "--resolutions: [32, 32] repeats a resolution"),
+    (["space", "sample", "mnasnet", "--width-mult", "0"], "--width-mult: 0.0 is not positive"),
+    (["latency", "build", "--space", "ofa_mbv3", "--resolutions", "-28"], "--resolutions: -28 is not a positive"),
+])
+def test_bad_shape_flags_name_the_value(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.startswith("nas: error: ")
+
+
+def test_count_flag_spellings(capsys):
+    _, short, _ = run(capsys, "space", "sample", "mnasnet", "-n", "3")
+    _, long, _ = run(capsys, "space", "sample", "mnasnet", "--n", "3")
+    assert short == long and len(short.splitlines()) == 3

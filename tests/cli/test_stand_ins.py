@@ -81,7 +81,7 @@ def test_stand_ins_are_said_at_start_in_results_and_on_the_plot(tmp_path, capsys
     config = _config(tmp_path, latency, spec)
     proxy, synthetic = latency == "proxy", evaluator == "synthetic"
 
-    assert main(["search", "--config", str(config), "--no-progress"]) == 0
+    assert main(["search", "--config", str(config), "--quiet"]) == 0
     out, err = capsys.readouterr()
     warnings = [line for line in err.splitlines()  # the shipped table's machine warning is another matter
                 if line.startswith("nas: warning:") and "another machine" not in line]

@@ -57,7 +57,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _fails_naming(config: Path, names: list[str], capsys) -> None:
-    rc = main(["supernet", "train", "--config", str(config), "--no-progress", "--threads", "1"])
+    rc = main(["supernet", "train", "--config", str(config), "--quiet", "--threads", "1"])
     err = capsys.readouterr().err
     assert rc == 2, err
     error = [line for line in err.splitlines() if line.startswith("nas: error:")]
@@ -80,7 +80,7 @@ def trained(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("trained")
     path = base / "good.yaml"
     path.write_text(yaml.safe_dump(good_config(base / "out")))
-    assert main(["supernet", "train", "--config", str(path), "--no-progress", "--threads", "1"]) == 0
+    assert main(["supernet", "train", "--config", str(path), "--quiet", "--threads", "1"]) == 0
     assert (base / "out" / "checkpoint.pt").is_file()
     return base / "out"
 
@@ -95,3 +95,33 @@ def test_bad_config_leaves_an_existing_output_dir_unchanged(tmp_path, monkeypatc
     _, changes, names = next(b for b in BAD if b[0] == case)
     _fails_naming(_write(tmp_path, out, changes), names, capsys)
     assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("flags, names", [
+    (["--set", "data.dataset=fashion_mnst"], ["data", "fashion_mnst"]),
+    (["--set", "lr_schedule=cos"], ["lr_schedule"]),
+    (["--set", "phases.3.steps=1"], ["--set phases.3.steps", "'3' is not an index"]),
+    (["--set", "phases"], ["--set 'phases'", "key=value"]),
+    (["--data-root", "no/such/dir", "--set", "data.dataset=fashion_mnist"], ["data", "no/such/dir"]),
+])
+def test_set_and_data_root_are_checked_like_the_file(tmp_path, monkeypatch, capsys, flags, names) -> None:
+    """`--set` (the implementation `nas search` uses) and `--data-root` change the config before it is
+    checked: a bad value names its key, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs" / "supernet"
+    config = _write(tmp_path, out, {})
+    rc = main(["supernet", "train", "--config", str(config), "--quiet", "--threads", "1", *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("nas: error: ") and err.count("\n") == 1, err
+    for name in names:
+        assert name in err, err
+    assert not out.exists()
+
+
+def test_set_and_data_root_reach_the_config(tmp_path) -> None:
+    from nas.cli._supernet import train_config
+
+    config = _write(tmp_path, tmp_path / "out", {})
+    cfg = train_config(str(config), ["phases.0.steps=7", "data.batch_size=8"], "some/root")
+    assert cfg.phases[0].steps == 7 and cfg.data["batch_size"] == 8 and cfg.data["root"] == "some/root"
+    assert train_config(str(config)).raw == yaml.safe_load(config.read_text())
