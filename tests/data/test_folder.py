@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,13 @@ def test_supernet_config_takes_image_size_and_channels(folder: Path) -> None:
     x, _ = next(iter(config_loaders(config, resolution=28).train))  # what `nas supernet train` iterates
     assert x.shape == (4, 1, 28, 28)
 
+
+@pytest.mark.slow
+def test_own_data_script_end_to_end() -> None:
+    """experiments/own_data.sh: synthetic folder -> supernet -> search -> extracted model (a few minutes)."""
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["bash", "experiments/own_data.sh"], cwd=repo, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2000 images, 10 classes" in done.stdout
+    found = re.search(r"extracted model's val accuracy: ([0-9.]+)", done.stdout)
+    assert found is not None and float(found.group(1)) > 0.8, done.stdout[-2000:]
