@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Own data, end to end (`data.dataset: folder`); every step resumes or is cheap to redo:
-#   1. write a synthetic image folder: 10 classes (shapes in class colours, random position, size,
-#      colour jitter and pixel noise) x 200 RGB PNGs of 36x36, seeded (nas.data.make_image_folder)
+#   1. write a synthetic image folder: 10 classes (a shape, half the time in its class colour; random
+#      position, size, background, distractor shape and pixel noise) x 200 RGB PNGs of 36x36, seeded
+#      (nas.data.make_image_folder)
 #   2. train the quickstart-sized supernet on it (experiments/own_data_supernet.yaml: images read at
 #      28x28, 500 steps), a few CPU-minutes
 #   3. evolution search (experiments/own_data_search.yaml: shared-weight accuracy on the own val split,
