@@ -50,13 +50,14 @@ cache conflicts), so the end-to-end ground truth takes the median over more pass
 
 def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTable, work: str | Path,
                   progress: bool = True, keep_work: bool = False, spreads: list | None = None,
-                  passes: int | None = E2E_PASSES) -> np.ndarray:
+                  passes: int | None = E2E_PASSES, runs: int | None = None) -> np.ndarray:
     """Measured end-to-end latency (ms) of each arch, with the table's backend, threads and protocol
-    (`passes` independent passes; None: the table's). The spread of each arch's passes, in percent,
-    is appended to `spreads` when given."""
+    (`passes` independent passes, `runs` least calls per repeat; None: the table's). The spread of
+    each arch's passes, in percent, is appended to `spreads` when given."""
     meta = table.metadata
     backend, threads = meta["backend"], int(meta["threads"])
-    protocol = Protocol.from_dict({**meta["protocol"], **({"passes": passes} if passes else {})})
+    protocol = Protocol.from_dict({**meta["protocol"], **({"passes": passes} if passes else {}),
+                                   **({"runs": runs} if runs else {})})
     entries = arch_entries(archs, space.num_classes, space.in_channels, backend)
     write_work(work, backend, entries, protocol, {"what": "whole networks"}, meta.get("backend_options", {}), progress)
     results = measure(work, threads, progress, open_torch_entry)
@@ -123,13 +124,23 @@ def calibrate(table: LatencyTable, space: "SearchSpace", n: int = 40, seed: int 
     archs = random_archs(space, n, seed)
     work = Path(work) if work else default_work(table, "calibrate")
     measured = measure_archs(archs, space, table, work, progress, passes=passes)
+    return fit_calibration(table, space, archs, measured, seed, passes,
+                           fingerprint(table.metadata["backend"], int(table.metadata["threads"])))
+
+
+def fit_calibration(table: LatencyTable, space: "SearchSpace", archs: Sequence[Arch], measured: Sequence[float],
+                    seed: int, passes: int | None, machine: Mapping[str, Any] | None
+                    ) -> tuple[Calibration, ErrorReport, ErrorReport]:
+    """Fit and set the table's calibration from whole networks measured end to end (here, or on a
+    device by the bundle's runner): `archs` are `random_archs(space, n, seed)`, so `refit` can
+    draw them again. Returns the calibration and the fit error before and after."""
+    measured = np.asarray(measured, dtype=float)
     compiled = table.compile(space)
     index = compiled.encode_indices(archs)
     summed, layers, _ = compiled.sum_and_layers(index)
     cal = Calibration.fit(summed, layers, compiled.weights_by_family(index), measured, seed=seed, date=today(), passes=passes,
                           arch_ids=[arch_id(a, space.num_classes, space.in_channels) for a in archs],
-                          network_ms=[float(m) for m in measured],
-                          fingerprint=fingerprint(table.metadata["backend"], int(table.metadata["threads"])))
+                          network_ms=[float(m) for m in measured], fingerprint=dict(machine or {}))
     mparams = compiled.sum_and_layers(index, cal.spill_families)[2]
     before, after = ErrorReport.of(summed, measured), ErrorReport.of(cal.apply(summed, layers, mparams), measured)
     cal.info.update(fit_mape_before_pct=round(before.mape_pct, 3), fit_mape_after_pct=round(after.mape_pct, 3))
@@ -172,9 +183,7 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
     report the error of the plain sum and of the calibrated prediction. Writes ``validate.csv``,
     ``validate.json`` and ``validate.png`` into `out_dir` when given."""
     table.check_covers(space)
-    cal = table.calibration
-    exclude = cal.info.get("arch_ids", []) if cal else []
-    archs = random_archs(space, n, seed, exclude)
+    archs = heldout_archs(table, space, n, seed)
     groups = ["random"] * len(archs)
     if presets:
         for name in space.preset_names:
@@ -184,6 +193,25 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
     work = Path(work) if work else default_work(table, "validate")
     spreads: list[float] = []
     measured = measure_archs(archs, space, table, work, progress, spreads=spreads, passes=passes)
+    report = score(table, space, archs, groups, measured, spreads, seed, passes)
+    if out_dir is not None:
+        write_validation(report, out_dir)
+    return report
+
+
+def heldout_archs(table: LatencyTable, space: "SearchSpace", n: int, seed: int) -> list[Arch]:
+    """`n` random archs from `seed`, none of those the table's calibration was fitted on."""
+    cal = table.calibration
+    return random_archs(space, n, seed, cal.info.get("arch_ids", []) if cal else [])
+
+
+def score(table: LatencyTable, space: "SearchSpace", archs: Sequence[Arch], groups: Sequence[str],
+          measured: Sequence[float], spreads: Sequence[float], seed: int | None, passes: int | None) -> dict[str, Any]:
+    """The validation report of networks measured end to end (here, or on a device): the error of
+    the plain sum and of the calibrated prediction, per group ("random" vs the presets), and a row
+    per network."""
+    cal = table.calibration
+    measured = np.asarray(measured, dtype=float)
     compiled = table.compile(space)
     index = compiled.encode_indices(archs)
     summed, layers, mparams = compiled.sum_and_layers(index)
@@ -202,8 +230,6 @@ def validate(table: LatencyTable, space: "SearchSpace", n: int = 100, seed: int 
              "measured_spread_pct": sp, "error_pct": (p - m) / m * 100}
             for grp, a, nl, w, s, p, m, sp in zip(groups, archs, layers, mparams, summed, calibrated, measured, spreads)]
     report["rows"] = rows
-    if out_dir is not None:
-        write_validation(report, out_dir)
     return report
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -71,9 +74,29 @@ def write_work(folder: str | Path, backend: str, entries: Sequence[Mapping[str, 
     folder.mkdir(parents=True, exist_ok=True)
     todo = [e for e in entries if e.get("file") and not (folder / e["file"]).exists()]
     if todo:
-        from tqdm import tqdm
-
-        for entry in tqdm(todo, desc=f"export {backend}", unit="model", disable=not progress, leave=False):
-            prepare(backend, entry, folder)
+        _export(backend, todo, folder, progress)
     atomic_write_json(folder / MANIFEST, manifest)
     return folder
+
+
+PARALLEL_EXPORT = {"tflite"}
+"""Backends whose converter is slow enough (litert-torch: 5-10 s per network at 224 px, one core) to
+convert in one process per core. Nothing is timed while models are written, so this cannot disturb
+a measurement."""
+
+
+def _export(backend: str, todo: Sequence[Mapping[str, Any]], folder: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    workers = min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    bar = tqdm(total=len(todo), desc=f"export {backend}", unit="model", disable=not progress, leave=False)
+    if backend not in PARALLEL_EXPORT or workers < 2:
+        for entry in todo:
+            prepare(backend, entry, folder)
+            bar.update()
+    else:  # spawn, not fork: a forked child of a process that has run torch can hang in its thread pool
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(prepare, backend, entry, folder) for entry in todo]):
+                future.result()
+                bar.update()
+    bar.close()
