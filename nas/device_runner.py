@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from nas._arch import BlockKey
-from nas._device import (device_info, fingerprint, measure, Protocol, read_manifest, runtime_version, utc_now,
+from nas._device import (NETWORKS, device_info, fingerprint, measure, Protocol, read_manifest, runtime_version, utc_now,
                          write_table)
 from nas._errors import HwnasError
 
@@ -37,7 +37,8 @@ def unpack(bundle: str | Path, work: Path) -> Path:
         raise HwnasError(f"bundle {str(bundle)!r} does not exist")
     try:
         with zipfile.ZipFile(bundle) as z:
-            names = [n for n in z.namelist() if n == "manifest.json" or n.startswith("models/")]
+            names = [n for n in z.namelist() if n in ("manifest.json", f"{NETWORKS}/manifest.json")
+                     or n.startswith(("models/", f"{NETWORKS}/models/"))]
             if "manifest.json" not in names:
                 raise HwnasError(f"{str(bundle)!r} has no manifest.json: not a hwnas latency bundle")
             tmp = work.with_name(work.name + ".partial")
@@ -66,6 +67,8 @@ def run_bundle(bundle: str | Path, out: str | Path, threads: int | None = None, 
     started = time.perf_counter()
     results = measure(work, threads, progress)
     rows = [(BlockKey.from_dict(e["key"]), results[e["id"]]) for e in manifest["entries"]]
+    seconds = round(time.perf_counter() - started, 1)
+    networks = _measure_networks(work / NETWORKS, threads, progress)
     info = manifest.get("info", {})
     metadata = {"device_name": device_name or platform.node() or "device", "backend": manifest["backend"],
                 "backend_version": runtime_version(manifest["backend"]), "backend_options": {},
@@ -74,13 +77,29 @@ def run_bundle(bundle: str | Path, out: str | Path, threads: int | None = None, 
                 "date": utc_now(), "tool_version": f"hwnas device_runner {info.get('tool_version', '')}".strip(),
                 "protocol": manifest["protocol"], "space": info.get("space", {}),
                 "bundle": {"id": info.get("bundle_id"), "file": Path(bundle).name},
-                "build": {"seconds": round(time.perf_counter() - started, 1),
+                "build": {"seconds": seconds,
                           "remeasured": sum(r["remeasured"] for r in results.values()),
                           "flagged": sum(r["flagged"] for r in results.values())}}
+    if networks:
+        metadata.update(networks)
     meta = write_table(out, rows, metadata)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def _measure_networks(work: Path, threads: int, progress: bool) -> dict:
+    """Measure the bundle's whole networks (canaries, calibration and held-out archs), if it has them."""
+    if not (work / "manifest.json").exists():
+        return {}
+    manifest = read_manifest(work)
+    started = time.perf_counter()
+    results = measure(work, threads, progress)
+    return {"networks_passes": manifest["protocol"]["passes"],
+            "networks_seconds": round(time.perf_counter() - started, 1),
+            "networks": [{"id": e["id"], "name": e["name"], "roles": e["roles"], "arch": e["arch"],
+                          "latency_ms": results[e["id"]]["latency_ms"], "spread_pct": results[e["id"]]["spread_pct"]}
+                         for e in manifest["entries"]]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print("device_runner: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     print(f"wrote {args.out}: {meta['entries']} entries, {meta['backend_version']}, {meta['threads']} thread(s), "
-          f"{meta['build']['flagged']} flagged, {meta['build']['seconds']} s")
+          f"{meta['build']['flagged']} flagged, {meta['build']['seconds']} s"
+          + (f"; {len(meta['networks'])} whole networks, {meta['networks_seconds']} s" if meta.get("networks") else ""))
     return 0
 
 

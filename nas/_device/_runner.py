@@ -39,6 +39,8 @@ from nas._errors import HwnasError
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "hwnas-latency-work"
+NETWORKS = "networks"
+"""A bundle's sub-folder of whole networks (canaries, calibration, held-out archs): its own manifest."""
 OpenEntry = Callable[..., Callable[[], Any]]
 """``open_entry(entry, threads, **backend_options) -> run``, a module-level function (passes import it)."""
 

@@ -71,7 +71,8 @@ def _torch_blocker(folder: Path) -> Path:
 
 def test_device_runner_without_torch(tmp_path, tiny_space, fast_protocol):
     space = tiny_space()
-    bundle = write_bundle(space, "onnxruntime", tmp_path / "bundle.zip", protocol=fast_protocol, progress=False)
+    bundle = write_bundle(space, "onnxruntime", tmp_path / "bundle.zip", protocol=fast_protocol, progress=False,
+                          calibration=0)
     blocker = _torch_blocker(tmp_path / "blocker")
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{bundle}"}
     check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
@@ -114,3 +115,48 @@ def test_torch_entries_are_opened_by_the_host_side_opener(tmp_path, tiny_space, 
         run_pass(work, "p0", 0, 1, progress=False)
     run_pass(work, "p0", 0, 1, progress=False, open_entry=open_torch_entry)
     assert len((work / "passes" / "p0.jsonl").read_text().splitlines()) == 1
+
+
+def test_bundle_networks_calibrate_check_and_validate_from_the_device(tmp_path, tiny_space, fast_protocol):
+    """Whole networks ride in the bundle: the torch-free runner measures them, `import` stores the
+    canaries and fits the calibration from them, and validation scores the held-out ones."""
+    from nas.latency import check_table, validate_measured
+    from nas.latency._bundle import CALIBRATION_SEED
+    from nas.latency._validate import random_archs
+    from nas.latency._work import arch_id
+
+    space = tiny_space()  # 12 archs: 6 to calibrate, 4 held out, 2 canaries
+    bundle = write_bundle(space, "onnxruntime", tmp_path / "bundle.zip", protocol=fast_protocol, progress=False,
+                          calibration=6, validation=4)
+    env = {**os.environ, "PYTHONPATH": f"{_torch_blocker(tmp_path / 'blocker')}{os.pathsep}{bundle}"}
+    device = tmp_path / "device"
+    device.mkdir()
+    run = subprocess.run([sys.executable, "-m", "nas.device_runner", str(bundle), "--out", "measured.csv", "--quiet"],
+                         env=env, cwd=device, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "whole networks" in run.stdout
+    measured = LatencyTable.load(device / "measured.csv").metadata
+    roles = [r for n in measured["networks"] for r in n["roles"]]
+    assert roles.count("calibration") == 6 and roles.count("validation") == 4 and roles.count("canary") >= 2
+    assert all(n["latency_ms"] > 0 for n in measured["networks"]) and measured["networks_passes"] == 7
+
+    imported = _nas("latency", "import", str(device / "measured.csv"), "--out", str(tmp_path / "dev.csv"))
+    assert imported.returncode == 0, imported.stderr
+    table = LatencyTable.load(tmp_path / "dev.csv")
+    assert "networks" not in table.metadata, "held-out measurements stay out of the table"
+    cal = table.calibration
+    expected = [arch_id(a, space.num_classes, space.in_channels) for a in random_archs(space, 6, CALIBRATION_SEED)]
+    assert cal is not None and cal.info["arch_ids"] == expected, "calibrated on the bundle's archs, as calibrate draws them"
+    by_id = {n["id"]: n["latency_ms"] for n in measured["networks"]}
+    assert cal.info["network_ms"] == [by_id[i] for i in expected], "fitted on the device's numbers"
+    canaries = table.metadata["canaries"]
+    assert [c["latency_ms"] for c in canaries["archs"]] == [by_id[c["id"]] for c in canaries["archs"]]
+
+    report = validate_measured(table, space, device / "measured.csv")
+    assert report["random"]["calibrated"]["n"] == 4 and len(report["rows"]) == 4
+    assert not set(r["arch_id"] for r in report["rows"]) & set(expected), "held out from the calibration"
+    assert report["random"]["calibrated"]["mape_pct"] < report["random"]["sum"]["mape_pct"]
+
+    result = check_table(table, space, work=tmp_path / "check", progress=False)  # this machine is the device
+    assert [r["name"] for r in result.rows] == [c["name"] for c in canaries["archs"]]
+    assert not result.diffs and result.verdict in ("MATCH", "DRIFT")
