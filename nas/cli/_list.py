@@ -25,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list)
 
 
-def first_sentence(doc: str | None) -> str:
-    """The first paragraph of a docstring as one line, up to its first sentence; RST quotes removed."""
+def first_sentence(doc: str | None, plain: bool = True) -> str:
+    """The first sentence of a docstring's first paragraph as one line; quotes removed (`plain`) or
+    RST's double backticks made markdown's single ones."""
     paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
     match = re.search(r"\.(?=\s+[A-Z]|$)", paragraph)  # not at "e.g. the"
-    return _plain(paragraph[:match.start() + 1] if match else paragraph)
+    text = paragraph[:match.start() + 1] if match else paragraph
+    return _plain(text) if plain else text.replace("``", "`")
 
 
 def _plain(text: str) -> str:

@@ -35,10 +35,15 @@ class SpaceConfig:
     name: str = "ofa_mbv3"
     """Built-in space name or YAML path."""
     resolutions: Many[int] | None = None
+    """Input resolutions, replacing the space YAML's list (default: the YAML's)."""
     num_classes: int | None = None
+    """Classes of the network head (default: the space YAML's)."""
     in_channels: int | None = None
+    """Input channels (default: the space YAML's)."""
     width_mult: float | None = None
+    """Channel width multiplier (default: the space YAML's)."""
     stem_stride: int | None = None
+    """Stride of the stem convolution (default: the space YAML's)."""
 
 
 MACS_PROXY = "macs-proxy"
@@ -82,16 +87,19 @@ class LatencyConfig:
     reward: str = "soft"
     """accuracy | soft | hard | custom (MnasNet reward, see nas.strategies.Objective)."""
     alpha: float | None = None
+    """reward custom: the exponent w at or under the target (ACC x (LAT/T)^w)."""
     beta: float | None = None
+    """reward custom: the exponent w over the target."""
 
 
 @dataclass
 class StrategyConfig:
     name: str = "evolution"
-    """random | evolution | aging | rl | tpe | nsga2"""
+    """random | evolution | aging | rl | tpe | nsga2 | proxyless (`nas list strategies`)."""
     label: str | None = None
     """Name of its study and in plots (default: name)."""
     options: dict[str, Any] = field(default_factory=dict)
+    """The strategy's options (see "Strategy options" below)."""
 
     @property
     def key(self) -> str:
@@ -103,6 +111,7 @@ class EvaluatorConfig:
     name: str | None = None
     """Required: predictor | supernet | train, or synthetic (opts into the synthetic stand-in)."""
     options: dict[str, Any] = field(default_factory=dict)
+    """The evaluator's options (see "Evaluator options" below)."""
 
 
 @dataclass
@@ -114,6 +123,7 @@ class SearchConfig:
     max_tries: int = 50
     """Rounds of resampling before a budget is declared infeasible."""
     progress: bool = True
+    """Show a progress bar (`nas search --quiet` turns it off)."""
 
 
 @dataclass
@@ -127,14 +137,23 @@ class ResultsConfig:
 @dataclass
 class ExperimentConfig:
     name: str = "search"
+    """Name of the experiment: its studies are NAME.LABEL; the plot's title."""
     run_dir: str = "runs/search"
+    """Run folder: trials, study database, results; rerun to resume, start N processes to share it."""
     seed: int = 0
+    """Seed of the strategies, of the synthetic and train evaluators and of budget_quantile's sample."""
     space: Section[SpaceConfig] = field(default_factory=SpaceConfig)
+    """The search space and its shape."""
     latency: Section[LatencyConfig] = field(default_factory=LatencyConfig)
+    """Where latency comes from, the budget and the reward."""
     strategies: Many[StrategyConfig] = field(default_factory=lambda: [StrategyConfig()])
+    """One or more strategies, each its own study (or `strategy:` for one)."""
     evaluator: Section[EvaluatorConfig] = field(default_factory=EvaluatorConfig)
+    """Where accuracy comes from."""
     search: Section[SearchConfig] = field(default_factory=SearchConfig)
+    """Trials, storage and sampling limits."""
     results: Section[ResultsConfig] = field(default_factory=ResultsConfig)
+    """What `nas results` reports."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -71,9 +71,13 @@ class ProxylessConfig:
     arch_every: int = 1
     """One architecture step every this many iterations after warm-up."""
     batch_size: int = 32
+    """Training images per step (weights and architecture)."""
     weight_lr: float = 0.05
+    """SGD learning rate of the weights."""
     weight_momentum: float = 0.9
+    """SGD momentum of the weights."""
     weight_decay: float = 4e-5
+    """Weight decay of the weights."""
     weight_grad_clip: float | None = None
     """Clip the global gradient norm of each weight step to this (None: no clipping). The gradient norm
     of a sampled path varies by 100x between paths and spaces (at init: ~10 for ofa_mbv3 at 32x32,
@@ -108,7 +112,9 @@ class ProxylessConfig:
     val_fraction: float = 0.1
     """Validation share when the data is a dataset name."""
     augment: bool = False
+    """Random crop and flip of the training images when the data is a dataset name."""
     log_every: int = 25
+    """Record the losses, E[LAT] and the argmax latency in the history every this many steps."""
     n_derived: int = 1
     """Archs returned: the derived arch, then the plain argmax (when it differs) and the most probable
     other archs found by sampling the final α."""

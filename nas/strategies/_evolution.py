@@ -29,9 +29,13 @@ class EvolutionConfig:
     mode: str = "ofa"
     """"ofa" (elitist population, mutation + crossover) or "aging" (regularized evolution)."""
     population: int = 100
+    """Archs in the population (ofa: the best told so far; aging: the last told)."""
     parent_ratio: float = 0.25
+    """ofa: share of the population kept as parents each generation."""
     mutation_ratio: float = 0.5
+    """ofa: share of the children bred by mutating one parent (the rest cross two)."""
     mutate_prob: float = 0.1
+    """Probability that a mutation resamples each choice."""
     sample_size: int = 25
     """Tournament size of aging evolution."""
 

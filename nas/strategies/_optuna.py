@@ -37,7 +37,9 @@ class OptunaConfig:
     population: int = 20
     """NSGA-II population size."""
     mutation_prob: float | None = None
+    """NSGA-II: probability of mutating each choice (null: Optuna's default, 1 / number of choices)."""
     crossover_prob: float = 0.9
+    """NSGA-II: probability that a child is bred by crossover."""
 
     def __post_init__(self) -> None:
         if self.sampler not in ("tpe", "nsga2"):

@@ -26,12 +26,17 @@ from nas.strategies._objective import ResultLike, SearchError
 @dataclass(frozen=True)
 class RLConfig:
     hidden: int = 64
+    """LSTM hidden size of the controller."""
     lr: float = 0.005
+    """Adam learning rate of the controller."""
     batch: int = 8
     """Archs sampled per controller step (and results per REINFORCE update)."""
     baseline_decay: float = 0.9
+    """Decay of the exponential moving average of the reward that REINFORCE subtracts."""
     entropy_weight: float = 0.0
+    """Weight of the choices' entropy bonus in the controller's loss (> 0 keeps exploring)."""
     temperature: float = 1.0
+    """Softmax temperature of the controller's choices."""
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.batch < 1 or not 0 <= self.baseline_decay < 1 or self.lr <= 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +25,108 @@ class Phase:
     """One progressive-shrinking phase: which dimensions are elastic, for how many steps, at what lr."""
 
     name: str
+    """Its name in logs and the history."""
     steps: int
+    """Training steps of the phase."""
     lr: float
+    """Peak learning rate (cosine decay to zero over the phase)."""
     elastic: tuple[str, ...] = ()
+    """Dimensions sampled in this phase: kernel, expand, depth, resolution (the others at their largest)."""
     warmup_steps: int = 0
+    """Steps of linear learning-rate warm-up at the start of the phase."""
     num_random: int | None = None
     """Random subnets per step besides the largest and smallest (None: the config's sandwich.num_random)."""
     reorganize_channels: bool = False
     """Sort expanded channels by importance when the phase starts (OFA does before elastic expand)."""
 
 
-# a config file's keys and sections (`TrainConfig` keeps the sections as plain dicts): (key, type, default)
-# data.dataset: a `nas.data.load_dataset` name or path ("folder": own images at data.root, read at
-# data.image_size (default: their own size) as data.channels 1 or 3 (default: inferred))
-_Data = make_dataclass("_Data", [("dataset", str), ("root", str | None, None), ("val_fraction", float, 0.1),
-                                 ("image_size", int | None, None), ("channels", int | None, None),
-                                 ("batch_size", int, 128), ("augment", bool, True), ("hflip", bool, True),
-                                 ("crop_padding", int, 4), ("limit", int | None, None)])
-_Optimizer = make_dataclass("_Optimizer", [
-    ("name", str, "sgd"), ("momentum", float, 0.9), ("nesterov", bool, True), ("weight_decay", float, 3e-5),
-    ("label_smoothing", float, 0.1), ("grad_clip", float | None, None)])
-_Sandwich = make_dataclass("_Sandwich", [("num_random", int, 2), ("kd_weight", float, 1.0),
-                                         ("kd_temperature", float, 1.0)])
-_Eval = make_dataclass("_Eval", [("bn_batches", int, 8), ("batch_size", int, 500), ("limit", int | None, None)])
+# a config file's keys and sections (`TrainConfig` keeps the sections as plain dicts); the attribute
+# docstrings are the keys' descriptions in docs/config.md (`python -m nas.cli._configref`)
+@dataclass
+class _Data:
+    dataset: str
+    """A `nas.data.load_dataset` name (see `nas list datasets`) or a path; "folder": own images at data.root."""
+    root: str | None = None
+    """Directory the dataset is read from (default: its standard places and $HWNAS_DATA_DIR)."""
+    val_fraction: float = 0.1
+    """Share of the training images held out (seeded) as the validation split."""
+    image_size: int | None = None
+    """Own images ("folder") only: resize every image to this size (default: their own size)."""
+    channels: int | None = None
+    """Own images ("folder") only: read them as 1 (grayscale) or 3 (RGB) channels (default: inferred)."""
+    batch_size: int = 128
+    """Training batch size (all processes together under torchrun)."""
+    augment: bool = True
+    """Random crop (with crop_padding) and, with hflip, horizontal flips of the training images."""
+    hflip: bool = True
+    """With augment: random horizontal flips (false for digits)."""
+    crop_padding: int = 4
+    """With augment: zero padding in pixels around the random crop."""
+    limit: int | None = None
+    """Use only the first N images of each split (null: every image)."""
 
 
-_File = make_dataclass("_File", [
-    ("output_dir", str), ("space", dict[str, Any]), ("data", _Data), ("phases", list[Phase]), ("seed", int, 0),
-    *((name, sec, field(default_factory=sec)) for name, sec in (("optimizer", _Optimizer), ("sandwich", _Sandwich),
-                                                                ("eval", _Eval))),
-    ("checkpoint_every_steps", int, 100), ("dropout", float, 0.0), ("channels_last", bool, True)])
+@dataclass
+class _Optimizer:
+    name: str = "sgd"
+    """sgd | adamw."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    nesterov: bool = True
+    """SGD: Nesterov momentum (when momentum > 0)."""
+    weight_decay: float = 3e-5
+    """Weight decay of the convolution and linear weights (none on biases, BN and kernel transforms)."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy loss."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this (null or 0: no clipping)."""
+
+
+@dataclass
+class _Sandwich:
+    num_random: int = 2
+    """Random subnets per step besides the largest and the smallest (a phase may override it)."""
+    kd_weight: float = 1.0
+    """Weight of the distillation loss towards the largest subnet's logits (0: labels only)."""
+    kd_temperature: float = 1.0
+    """Softmax temperature of the distillation loss."""
+
+
+@dataclass
+class _Eval:
+    bn_batches: int = 8
+    """Training batches that re-estimate batch-norm statistics before each subnet is evaluated."""
+    batch_size: int = 500
+    """Evaluation batch size."""
+    limit: int | None = None
+    """Evaluate on the first N validation images (null: all)."""
+
+
+@dataclass
+class _File:
+    output_dir: str
+    """Folder of checkpoint.pt and the history; a rerun with the same config resumes from it."""
+    space: dict[str, Any]
+    """The search space: name (built-in or YAML path) and its overrides (resolutions, width_mult, ...);
+    num_classes and in_channels come from the dataset."""
+    data: _Data
+    """The dataset and how it is read and augmented."""
+    phases: list[Phase]
+    """Progressive-shrinking phases, in order (at least one)."""
+    seed: int = 0
+    """Seed of the weights, the data split and order, and the sampled subnets."""
+    optimizer: _Optimizer = field(default_factory=_Optimizer)
+    """The weights' optimizer (the learning rate is each phase's)."""
+    sandwich: _Sandwich = field(default_factory=_Sandwich)
+    """The sandwich rule with in-place distillation."""
+    eval: _Eval = field(default_factory=_Eval)
+    """Shared-weight evaluation of the largest and smallest subnets after each phase."""
+    checkpoint_every_steps: int = 100
+    """Write the checkpoint every this many steps (and at the end of each phase)."""
+    dropout: float = 0.0
+    """Dropout before the classifier."""
+    channels_last: bool = True
+    """Train in the channels_last memory format (3-5x faster depthwise convolutions on CPU)."""
 
 
 @dataclass(frozen=True)
