@@ -287,7 +287,7 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 def _spawn_pass(work: Path, name: str, seed: int, threads: int, ids: list[str] | None, progress: bool,
                 open_entry: OpenEntry | None) -> None:
-    cmd = [sys.executable, "-m", "nas._device._runner", str(work), "--pass-name", name, "--seed", str(seed),
+    cmd = [sys.executable, "-m", "nas._device", str(work), "--pass-name", name, "--seed", str(seed),
            "--threads", str(threads), "--parent-pid", str(os.getpid())]
     if open_entry is not None:
         cmd += ["--open-entry", f"{open_entry.__module__}:{open_entry.__qualname__}"]

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="runtime the device will time the layers with")
     p.add_argument("--threads", type=int, default=1, help="threads the device runner uses by default")
     p.add_argument("--out", required=True, help="bundle zip to write")
+    p.add_argument("--calibration", type=int, default=40, metavar="N",
+                   help="whole networks the device measures for `import` to fit the calibration (0: none; the "
+                        "space's canaries always ride along, for `check`)")
+    p.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="held-out whole networks the device measures for `validate --measured`")
     _protocol_args(p)
     add_quiet(p)
     p.set_defaults(func=_bundle)
@@ -71,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validate on random archs only, not also on the space's presets")
     p.add_argument("--passes", type=int, default=7, help="independent passes per network")
     p.add_argument("--out-dir", default=None, help="folder for validate.csv/.json/.png (default: <table>.validate/)")
+    p.add_argument("--measured", default=None, metavar="FILE",
+                   help="score against the held-out networks a device measured (the device runner's CSV, from a "
+                        "bundle made with --validation N) instead of measuring here")
     add_quiet(p)
     p.set_defaults(func=_validate)
 
@@ -180,9 +188,9 @@ def _bundle(args: argparse.Namespace) -> int:
 
     space = _load_space(args)
     out = write_bundle(space, args.backend, args.out, args.resolutions, args.threads, _protocol(args),
-                       progress=not args.quiet)
-    print(f"wrote {out}; on the device: PYTHONPATH={out.name} python -m nas.device_runner {out.name} "
-          f"--out measured.csv")
+                       progress=not args.quiet, calibration=args.calibration, validation=args.validation)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); on the device: PYTHONPATH={out.name} "
+          f"python -m nas.device_runner {out.name} --out measured.csv")
     return 0
 
 
@@ -197,7 +205,12 @@ def _import(args: argparse.Namespace) -> int:
         out = default_table_path(args.device_name or meta["device_name"], meta["backend"], meta["threads"],
                                  space.get("name", "space"), space.get("resolutions", []))
     table = import_measured(args.measured, out, args.device_name)
-    print(f"wrote {out}: {len(table)} entries from {table.metadata['device_name']}")
+    cal, canaries = table.calibration, table.metadata.get("canaries")
+    print(f"wrote {out}: {len(table)} entries from {table.metadata['device_name']}"
+          + (f"; {len(canaries['archs'])} canaries (noise floor {canaries['noise_pct']:.1f}%)" if canaries else "")
+          + (f"; calibration fitted on {len(cal.info['arch_ids'])} networks measured there, fit MAPE "
+             f"{cal.info['fit_mape_before_pct']:.2f}% -> {cal.info['fit_mape_after_pct']:.2f}%" if cal else
+             "; no whole networks in it: not calibrated"))
     return 0
 
 
@@ -221,8 +234,14 @@ def _validate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.table)
     warn_if_foreign(table)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(table.path.with_suffix("")) + ".validate")
-    report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
-                      progress=not args.quiet, passes=args.passes)
+    if args.measured:
+        from nas.latency import validate_measured, write_validation
+
+        report = validate_measured(table, space_of(table), args.measured)
+        write_validation(report, out_dir)
+    else:
+        report = validate(table, space_of(table), args.n, args.seed, not args.no_presets, out_dir,
+                          progress=not args.quiet, passes=args.passes)
     print(format_report(report))
     print(f"wrote {out_dir}/validate.csv, validate.json, validate.png")
     return 0

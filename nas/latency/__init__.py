@@ -16,11 +16,12 @@ from nas.latency._check import (CheckResult, canary_archs, check_table, format_c
 from nas.latency._bundle import import_measured, validate_measured, write_bundle
 from nas.latency._predict import CompiledPredictor, PredictError
 from nas.latency._table import Calibration, LatencyTable, MissingKeyError, TableError
-from nas.latency._validate import ErrorReport, calibrate, format_report, measure_archs, refit, space_of, validate
+from nas.latency._validate import (ErrorReport, calibrate, format_report, measure_archs, refit, space_of, validate,
+                                   write_validation)
 
 __all__ = ["BACKENDS", "BackendError", "Calibration", "CheckResult", "CompiledPredictor", "ErrorReport",
            "LatencyTable", "MissingKeyError", "NoisyMachineError", "PassStats", "PredictError", "Protocol",
            "ProtocolError", "TableError", "adapt", "backend_unavailable_reason", "build_table", "calibrate", "canary_archs",
            "check_table", "format_check", "format_report", "import_measured", "machine_diffs", "machine_warning", "measure_archs",
            "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "validate", "validate_measured",
-           "warn_if_foreign", "write_bundle"]
+           "warn_if_foreign", "write_bundle", "write_validation"]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
 
 RUNNER_FILES = ("nas/__init__.py", "nas/_errors.py", "nas/_atomic.py", "nas/_arch.py", "nas/device_runner.py",
-                "nas/_device/__init__.py", "nas/_device/_files.py", "nas/_device/_fingerprint.py", "nas/_device/_runner.py",
+                "nas/_device/__init__.py", "nas/_device/__main__.py", "nas/_device/_files.py", "nas/_device/_fingerprint.py", "nas/_device/_runner.py",
                 "nas/_device/_runtimes.py", "nas/_device/_timing.py")
 """The torch-free code a bundle carries, so ``PYTHONPATH=bundle.zip python -m nas.device_runner`` works."""
 

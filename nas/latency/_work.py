@@ -1,7 +1,7 @@
 """Work folders: the entries to time (layer keys or whole archs), their model files and a manifest.
 
 The host build, the remote bundle and end-to-end validation all go through one folder layout,
-measured by `nas._device._runner` (the code a device runs too).
+measured by `nas._device` (the code a device runs too).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _alive(pid: int) -> bool:
 
 
 def _runner_pids(work: Path) -> list[int]:
-    """Pids of live `python -m nas._device._runner <work> ...` processes."""
+    """Pids of live `python -m nas._device <work> ...` pass processes."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -40,7 +40,7 @@ def _runner_pids(work: Path) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"nas._device._runner" in argv and str(work).encode() in argv and _alive(int(proc.name)):
+        if b"nas._device" in argv and str(work).encode() in argv and _alive(int(proc.name)):
             pids.append(int(proc.name))
     return pids
 
@@ -119,7 +119,7 @@ def test_pass_worker_whose_parent_is_already_gone_exits(tmp_path):
     """The start-up check: a worker told a parent pid that is not its parent quits before measuring."""
     not_parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        run = subprocess.run([sys.executable, "-m", "nas._device._runner", str(tmp_path / "nowhere"),
+        run = subprocess.run([sys.executable, "-m", "nas._device", str(tmp_path / "nowhere"),
                               "--pass-name", "p0", "--parent-pid", str(not_parent.pid)],
                              capture_output=True, text=True, timeout=60)
     finally:
@@ -128,7 +128,7 @@ def test_pass_worker_whose_parent_is_already_gone_exits(tmp_path):
     assert run.returncode == 3, (run.returncode, run.stderr)
     assert f"(pid {not_parent.pid}) is gone" in run.stderr
     assert not (tmp_path / "nowhere").exists()
-    ok = subprocess.run([sys.executable, "-m", "nas._device._runner", str(tmp_path / "nowhere"),
+    ok = subprocess.run([sys.executable, "-m", "nas._device", str(tmp_path / "nowhere"),
                          "--pass-name", "p0", "--parent-pid", str(os.getpid())], capture_output=True, text=True)
     assert ok.returncode == 2 and "not a latency work folder" in ok.stderr, "with its real parent it goes on"
 

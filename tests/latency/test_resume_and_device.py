@@ -156,6 +156,10 @@ def test_bundle_networks_calibrate_check_and_validate_from_the_device(tmp_path, 
     assert report["random"]["calibrated"]["n"] == 4 and len(report["rows"]) == 4
     assert not set(r["arch_id"] for r in report["rows"]) & set(expected), "held out from the calibration"
     assert report["random"]["calibrated"]["mape_pct"] < report["random"]["sum"]["mape_pct"]
+    cli = _nas("latency", "validate", "--table", str(tmp_path / "dev.csv"), "--measured", str(device / "measured.csv"),
+               "--out-dir", str(tmp_path / "val"))
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads((tmp_path / "val" / "validate.json").read_text())["random"]["calibrated"]["n"] == 4
 
     result = check_table(table, space, work=tmp_path / "check", progress=False)  # this machine is the device
     assert [r["name"] for r in result.rows] == [c["name"] for c in canaries["archs"]]
