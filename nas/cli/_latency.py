@@ -11,10 +11,15 @@ from nas.cli._common import add_alias, add_count, add_quiet, add_shape_args, loa
 BACKEND_CHOICES = ("onnxruntime", "tflite", "torch")
 
 
-def default_table_path(device: str, backend: str, threads: int, space: str, resolutions: list[int]) -> Path:
-    """``latency_tables/<device>_<backend>_t<threads>_<space>_r<res>[-<res>...].csv``."""
+def default_table_path(device: str, backend: str, threads: int, space: str, resolutions: list[int],
+                       num_classes: int | None = None, in_channels: int | None = None,
+                       width_mult: float | None = None) -> Path:
+    """``latency_tables/<device>_<backend>_t<threads>_<space>_r<res>[-<res>...]_<classes>cls_<channels>ch_w<width>.csv``
+    (the head's classes, the input channels and the width multiplier change the layers, so they name the table)."""
     res = "-".join(str(r) for r in resolutions)
-    return Path("latency_tables") / f"{device}_{backend}_t{threads}_{space}_r{res}.csv"
+    shape = "".join(part for part, value in ((f"_{num_classes}cls", num_classes), (f"_{in_channels}ch", in_channels),
+                                               (f"_w{width_mult:g}" if width_mult else "", width_mult)) if value)
+    return Path("latency_tables") / f"{device}_{backend}_t{threads}_{space}_r{res}{shape}.csv"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime", help="runtime that times each layer")
     p.add_argument("--device-name", default="local", help="name of this machine in the table (and file name)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime")
-    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
+    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>_<classes>cls_<channels>ch_w<width>.csv)")
     _protocol_args(p)
     p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
     p.add_argument("--if-noisy", choices=("warn", "wait", "more-passes", "abort"), default="warn",
@@ -57,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("measured", help="CSV written by the device runner (its .json sidecar next to it)")
     p.add_argument("--device-name", default=None,
                    help="name of the device in the table (default: the runner's device name)")
-    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>.csv)")
+    p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>_<classes>cls_<channels>ch_w<width>.csv)")
     p.set_defaults(func=_import)
 
     p = cmds.add_parser("calibrate", help="fit the table's calibration on whole networks measured end to end")
@@ -139,7 +144,8 @@ def _build(args: argparse.Namespace) -> int:
     space = _load_space(args)
     resolutions = list(args.resolutions or space.resolutions)
     out = Path(args.out) if args.out else default_table_path(args.device_name, args.backend, args.threads,
-                                                             space.name, resolutions)
+                                                             space.name, resolutions, space.num_classes,
+                                                             space.in_channels, space.width_mult)
     started = time.perf_counter()
     table = build_table(space, args.backend, out, resolutions=resolutions, threads=args.threads,
                         device_name=args.device_name, protocol=_protocol(args), channels_last=args.channels_last,
@@ -203,7 +209,8 @@ def _import(args: argparse.Namespace) -> int:
         meta = LatencyTable.load(args.measured).metadata
         space = meta.get("space", {})
         out = default_table_path(args.device_name or meta["device_name"], meta["backend"], meta["threads"],
-                                 space.get("name", "space"), space.get("resolutions", []))
+                                 space.get("name", "space"), space.get("resolutions", []), space.get("num_classes"),
+                                 space.get("in_channels"), space.get("width_mult"))
     table = import_measured(args.measured, out, args.device_name)
     cal, canaries = table.calibration, table.metadata.get("canaries")
     print(f"wrote {out}: {len(table)} entries from {table.metadata['device_name']}"

@@ -304,9 +304,26 @@ class LatencyTable:
         if missing:
             shown = ", ".join(k.short() for k in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            differs = self.space_differences(space, resolutions)
             raise TableError(f"latency table {self.where} does not cover space {space.name!r} at resolutions "
-                             f"{list(resolutions)}: {len(missing)} missing layer(s): {shown}{more}")
+                             f"{list(resolutions)}" + (f": it was built for {'; '.join(differs)}" if differs else "")
+                             + f" ({len(missing)} missing layer(s): {shown}{more})")
         self._covered[(id(space), resolutions)] = space
+
+    def space_differences(self, space: "SearchSpace", resolutions: Iterable[int]) -> list[str]:
+        """The dimensions in which the space the table was built for (its metadata) differs from `space`,
+        e.g. ``["in_channels 1, the space has 3"]`` (empty when the metadata names no space)."""
+        built = self.metadata.get("space")
+        if not isinstance(built, dict):
+            return []
+        here = {"name": space.name, "num_classes": space.num_classes, "in_channels": space.in_channels,
+                "width_mult": space.width_mult}
+        out = [f"{k} {built[k]}, the space has {v}" for k, v in here.items()
+               if built.get(k) is not None and built[k] != v]
+        lacking = sorted(set(resolutions) - set(built.get("resolutions") or resolutions))
+        if lacking:
+            out.append(f"resolutions {built['resolutions']}, the space needs {lacking}")
+        return out
 
     def summary(self) -> dict[str, Any]:
         spreads = np.array([e["spread_pct"] for e in self._entries.values()]) if self._entries else np.zeros(1)

@@ -169,3 +169,17 @@ def test_calibration_fit_chooses_the_layer_families_whose_weights_spill():
     assert everything.spill_families is None
     assert np.abs(everything.apply(summed, layers, sum(weights.values())) / measured - 1).mean() > 0.02
     assert Calibration.from_dict(cal.to_dict()).spill_families == ("head", "mb")
+
+
+def test_coverage_error_names_the_dimension_that_differs():
+    """A table built for 1 input channel and width 0.5 checked against other shapes: the error says which."""
+    table = LatencyTable.load("latency_tables/x86-2core_onnxruntime_t1_ofa_mbv3_r28_w0.5.csv")
+    rgb = nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=3, width_mult=0.5)
+    with pytest.raises(TableError, match=r"built for in_channels 1, the space has 3 \(1 missing"):
+        table.check_covers(rgb)
+    wide = nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=1.0)
+    with pytest.raises(TableError, match=r"built for width_mult 0.5, the space has 1.0 \(93 missing") as err:
+        table.check_covers(wide)
+    assert "in_channels" not in str(err.value) and "num_classes" not in str(err.value)
+    table.check_covers(nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=0.5))
+
