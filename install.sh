@@ -15,11 +15,25 @@ case "${1:-}" in
 esac
 python3 -m venv .venv
 pip=(.venv/bin/pip install --quiet --disable-pip-version-check)
-# torch is pinned to the 2.13 CPU build: a plain `torch` requirement pulls a multi-GB CUDA build.
-if [ "$refresh" = 1 ]; then
-  "${pip[@]}" --upgrade "torch==2.13.*" -e ".[test,tflite,postgres]"
+# torch is pinned to the 2.13 CPU build: a plain `torch` requirement pulls a multi-GB CUDA build. It comes
+# from PyTorch's CPU wheel index when that answers (HWNAS_TORCH_INDEX overrides the index; "none" skips
+# it); otherwise from what pip is configured with (a local wheel folder or a mirror).
+TORCH_INDEX=${HWNAS_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+torch_from=()
+if [ "$TORCH_INDEX" != none ] && python3 - "$TORCH_INDEX" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=5)
+PY
+then
+  torch_from=(--extra-index-url "$TORCH_INDEX")
+  echo "install.sh: torch from $TORCH_INDEX"
 else
-  "${pip[@]}" -c constraints.txt "torch==2.13.*" -e ".[test,tflite,postgres]"
+  echo "install.sh: $TORCH_INDEX does not answer; torch from pip's configured sources"
+fi
+if [ "$refresh" = 1 ]; then
+  "${pip[@]}" "${torch_from[@]}" --upgrade "torch==2.13.*" -e ".[test,tflite,postgres]"
+else
+  "${pip[@]}" "${torch_from[@]}" -c constraints.txt "torch==2.13.*" -e ".[test,tflite,postgres]"
 fi
 # Fashion-MNIST for the quickstart (Debian/Ubuntu package, 31 MB); the tests don't need it.
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
