@@ -94,7 +94,7 @@ def test_cli_check_exit_codes_and_json(built, tmp_path):
         meta.pop("canaries")
     table = _copy(built, tmp_path / "bare.csv", strip)
     proc = subprocess.run([sys.executable, "-m", "nas", "latency", "check", "--table", str(table.path), "--quiet",
-                           "--json", str(tmp_path / "c.json")], capture_output=True, text=True)
+                           "--json-out", str(tmp_path / "c.json")], capture_output=True, text=True)
     assert proc.returncode == 4, proc.stderr
     assert "records no canaries" in proc.stdout and "nas latency build --space" in proc.stdout
     assert json.loads((tmp_path / "c.json").read_text())["verdict"] == "REBUILD"

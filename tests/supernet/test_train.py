@@ -193,7 +193,7 @@ def test_atomic_save_leaves_no_temporary_file(tmp_path):
 def test_cli_train_then_extract_torch(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tmp_path / "out")))
-    assert cli_main(["supernet", "train", "--config", str(config), "--steps", "2", "--no-progress"]) == 0
+    assert cli_main(["supernet", "train", "--config", str(config), "--steps", "2", "--quiet"]) == 0
     assert "stopped at step 2/7" in capsys.readouterr().out
     checkpoint = tmp_path / "out" / "checkpoint.pt"
     supernet = supernet_from_checkpoint(checkpoint)
@@ -225,7 +225,7 @@ def test_sigkill_mid_phase_then_rerun_resumes_from_the_last_checkpoint(tmp_path)
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cfg))
     command = [sys.executable, "-m", "nas", "supernet", "train", "--config", str(config), "--threads", "1",
-               "--no-progress"]
+               "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
