@@ -107,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_adapt)
 
     p = cmds.add_parser("show", help="a table's metadata, stability and (optionally) the prediction for an arch")
-    p.add_argument("table", help="latency table CSV")
+    p.add_argument("--table", default=None, help="latency table CSV (its .json sidecar beside it)")
+    p.add_argument("old_table", nargs="?", default=None, help=argparse.SUPPRESS)  # `latency show T`: deprecated
     p.add_argument("--arch", default=None, help="arch JSON file to predict")
     p.add_argument("--entries", action="store_true", help="list every entry")
     p.add_argument("--json", action="store_true", help="print one JSON object only (metadata, stability, "
@@ -271,9 +272,16 @@ def _adapt(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    import sys
+
+    from nas.cli import CLIError
     from nas.latency import LatencyTable
 
-    table = LatencyTable.load(args.table)
+    if args.old_table:
+        print("nas: warning: `nas latency show TABLE` is deprecated; use --table TABLE", file=sys.stderr)
+    if not (args.table or args.old_table):
+        raise CLIError("latency show: give the table: --table T")
+    table = LatencyTable.load(args.table or args.old_table)
     meta = {k: v for k, v in table.metadata.items() if k not in ("csv_sha256",)}
     cal = meta.pop("calibration", None)
     if cal:

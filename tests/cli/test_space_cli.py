@@ -90,7 +90,7 @@ def test_json_flags_print_json_only(capsys, tmp_path):
     summary = json.loads(out)
     assert code == 0 and summary["params"] == sum(r["params"] for r in summary["layers"]) and summary["macs"] > 0
     table = Path(__file__).resolve().parents[2] / "latency_tables" / "x86-2core_onnxruntime_t1_ofa_mbv3_r32.csv"
-    code, out, _ = run(capsys, "latency", "show", str(table), "--entries", "--arch", str(path), "--json")
+    code, out, _ = run(capsys, "latency", "show", "--table", str(table), "--entries", "--arch", str(path), "--json")
     shown = json.loads(out)
     assert code == 0 and shown["backend"] == "onnxruntime" and len(shown["entries"]) > 10
     assert shown["prediction"]["predicted_ms"] > 0

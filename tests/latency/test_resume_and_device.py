@@ -98,7 +98,7 @@ def test_device_runner_without_torch(tmp_path, tiny_space, fast_protocol):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    missing = _nas("latency", "show", str(tmp_path / "none.csv"))
+    missing = _nas("latency", "show", "--table", str(tmp_path / "none.csv"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr and missing.stderr.count("\n") == 1
     bad = tmp_path / "bad.zip"
     bad.write_text("not a zip")
