@@ -13,13 +13,15 @@ BACKEND_CHOICES = ("onnxruntime", "tflite", "torch")
 
 def default_table_path(device: str, backend: str, threads: int, space: str, resolutions: list[int],
                        num_classes: int | None = None, in_channels: int | None = None,
-                       width_mult: float | None = None) -> Path:
-    """``latency_tables/<device>_<backend>_t<threads>_<space>_r<res>[-<res>...]_<classes>cls_<channels>ch_w<width>.csv``
-    (the head's classes, the input channels and the width multiplier change the layers, so they name the table)."""
+                       width_mult: float | None = None, dtype: str = "float32") -> Path:
+    """``latency_tables/<device>_<backend>_t<threads>[_<dtype>]_<space>_r<res>[-<res>...]_<classes>cls_<channels>ch_w<width>.csv``
+    (the head's classes, the input channels and the width multiplier change the layers, so they name the table;
+    the dtype does too, except float32)."""
     res = "-".join(str(r) for r in resolutions)
     shape = "".join(part for part, value in ((f"_{num_classes}cls", num_classes), (f"_{in_channels}ch", in_channels),
                                                (f"_w{width_mult:g}" if width_mult else "", width_mult)) if value)
-    return Path("latency_tables") / f"{device}_{backend}_t{threads}_{space}_r{res}{shape}.csv"
+    kind = "" if dtype == "float32" else f"_{dtype}"
+    return Path("latency_tables") / f"{device}_{backend}_t{threads}{kind}_{space}_r{res}{shape}.csv"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="table CSV (default: latency_tables/<device>_<backend>_t<threads>_<space>_r<res>_<classes>cls_<channels>ch_w<width>.csv)")
     _protocol_args(p)
     p.add_argument("--channels-last", action="store_true", help="torch backend: channels_last memory format")
+    _dtype_arg(p, "onnxruntime only")
     p.add_argument("--if-noisy", choices=("warn", "wait", "more-passes", "abort"), default="warn",
                    help="when the machine's noise floor (measured first) is too high: go on with a warning, "
                         "wait for quiet (up to --wait-minutes), take more passes, or stop")
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "space's canaries always ride along, for `check`)")
     p.add_argument("--validation", type=int, default=0, metavar="N",
                    help="held-out whole networks the device measures for `validate --measured`")
+    _dtype_arg(p, "onnxruntime only")
     _protocol_args(p)
     add_quiet(p)
     p.set_defaults(func=_bundle)
@@ -121,6 +125,12 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     add_shape_args(p, "input resolutions to cover")
 
 
+def _dtype_arg(p: argparse.ArgumentParser, note: str) -> None:
+    p.add_argument("--dtype", choices=("float32", "int8"), default="float32",
+                   help=f"the models' dtype; int8: each statically quantized with onnxruntime.quantization (QDQ, "
+                        f"per-channel int8 weights, uint8 activations, random calibration inputs; {note})")
+
+
 def _protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passes", type=int, default=3, help="independent measuring passes")
     p.add_argument("--repeats", type=int, default=5, help="repeated medians per pass")
@@ -146,12 +156,12 @@ def _build(args: argparse.Namespace) -> int:
     resolutions = list(args.resolutions or space.resolutions)
     out = Path(args.out) if args.out else default_table_path(args.device_name, args.backend, args.threads,
                                                              space.name, resolutions, space.num_classes,
-                                                             space.in_channels, space.width_mult)
+                                                             space.in_channels, space.width_mult, args.dtype)
     started = time.perf_counter()
     table = build_table(space, args.backend, out, resolutions=resolutions, threads=args.threads,
                         device_name=args.device_name, protocol=_protocol(args), channels_last=args.channels_last,
                         progress=not args.quiet, canaries=not args.no_canaries, if_noisy=args.if_noisy,
-                        wait_minutes=args.wait_minutes, log=_log)
+                        wait_minutes=args.wait_minutes, log=_log, dtype=args.dtype)
     s = table.summary()
     canaries = table.metadata.get("canaries")
     print(f"wrote {out}: {s['entries']} entries, {s['remeasured']} re-measured, {s['flagged']} flagged, "
@@ -195,7 +205,8 @@ def _bundle(args: argparse.Namespace) -> int:
 
     space = _load_space(args)
     out = write_bundle(space, args.backend, args.out, args.resolutions, args.threads, _protocol(args),
-                       progress=not args.quiet, calibration=args.calibration, validation=args.validation)
+                       progress=not args.quiet, calibration=args.calibration, validation=args.validation,
+                       dtype=args.dtype)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); on the device: PYTHONPATH={out.name} "
           f"python -m nas.device_runner {out.name} --out measured.csv")
     return 0
@@ -211,7 +222,7 @@ def _import(args: argparse.Namespace) -> int:
         space = meta.get("space", {})
         out = default_table_path(args.device_name or meta["device_name"], meta["backend"], meta["threads"],
                                  space.get("name", "space"), space.get("resolutions", []), space.get("num_classes"),
-                                 space.get("in_channels"), space.get("width_mult"))
+                                 space.get("in_channels"), space.get("width_mult"), meta.get("dtype", "float32"))
     table = import_measured(args.measured, out, args.device_name)
     cal, canaries = table.calibration, table.metadata.get("canaries")
     print(f"wrote {out}: {len(table)} entries from {table.metadata['device_name']}"

@@ -65,8 +65,36 @@ def build_latency(config: ExperimentConfig, space: SearchSpace) -> list[LatencyS
             table.check_covers(space)  # names the block keys the table lacks
         except HwnasError as err:
             raise ConfigError(f"latency.tables.{i}.path: {err}") from None
+        check_table_dtype(i, t.path, t.dtype, table.dtype)
         sources.append(TableLatency(table, space, name=t.source_name, check=False))
+    check_mixed_dtypes(config, sources)
     return sources
+
+
+def check_table_dtype(i: int, path: str, expected: str | None, actual: str) -> None:
+    """`ConfigError` naming both dtypes when table `i` is not of the dtype its config entry says."""
+    if expected is not None and expected != actual:
+        raise ConfigError(f"latency.tables.{i}.dtype: the config expects {expected} latency but {path!r} is a table "
+                          f"of {actual} models (built with --dtype {actual}); use a {expected} table or set "
+                          f"latency.tables.{i}.dtype: {actual}")
+
+
+def check_mixed_dtypes(config: ExperimentConfig, sources: Sequence[LatencySource]) -> None:
+    """Tables of different dtypes in one search are refused unless each config entry says its dtype
+    (then mixing is a choice, e.g. fp32 and int8 fronts of one search), naming both dtypes."""
+    from nas.latency import LatencyTable
+
+    dtypes = {i: s.table.dtype for i, s in enumerate(sources)
+              if isinstance(getattr(s, "table", None), LatencyTable)}
+    if len(set(dtypes.values())) < 2:
+        return
+    unsaid = [i for i in dtypes if config.latency.tables[i].dtype is None]
+    if unsaid:
+        kinds = " and ".join(sorted(set(dtypes.values())))
+        raise ConfigError(f"latency.tables mixes {kinds} tables ("
+                          + ", ".join(f"{i}: {config.latency.tables[i].path} is {d}" for i, d in dtypes.items())
+                          + f"); say each table's dtype (latency.tables.{unsaid[0]}.dtype, ...) to search with "
+                          "both, or use tables of one dtype")
 
 
 def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]) -> float | None:

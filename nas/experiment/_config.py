@@ -61,6 +61,9 @@ class TableConfig:
     """Name in results (default: the file name without extension)."""
     gmacs_per_s: float = 1.0
     """Only for "macs-proxy": assumed throughput."""
+    dtype: str | None = None
+    """float32 | int8: the dtype this search expects the table to be (default: the table's own); a table
+    of another dtype is refused. Tables of different dtypes in one search must each say theirs."""
 
     @property
     def is_proxy(self) -> bool:
@@ -235,6 +238,13 @@ def _check_sources(config: ExperimentConfig) -> None:
             raise ConfigError(f"latency.tables.{i}.path is missing: a table CSV or {MACS_PROXY!r}")
         if t.is_proxy and not t.gmacs_per_s > 0:
             raise ConfigError(f"latency.tables.{i}.gmacs_per_s must be positive, got {t.gmacs_per_s}")
+        if t.dtype is not None:
+            from nas.export import DTYPES
+
+            if t.dtype not in DTYPES:
+                raise ConfigError(f"latency.tables.{i}.dtype: unknown dtype {t.dtype!r}; use one of {list(DTYPES)}")
+            if t.is_proxy:
+                raise ConfigError(f"latency.tables.{i}.dtype: {MACS_PROXY!r} has no dtype (it is MACs, not a table)")
     names = [t.source_name for t in tables]
     if len(set(names)) != len(names):
         raise ConfigError(f"latency.tables need distinct names (set latency.tables.N.name), got {names}")

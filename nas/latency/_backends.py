@@ -9,6 +9,11 @@ the entry and times ``run()`` with the shared protocol (`nas._device._timing`).
 - ``tflite``: TFLite via litert-torch (``hwnas[tflite]``), NHWC input; XNNPACK, threads.
 - ``torch``: eager, BN folded, eval, ``torch.inference_mode``, optional channels_last,
   ``torch.set_num_threads``.
+
+Entries have a dtype: float32 (default), or int8 for onnxruntime, where the float32 ONNX export is
+statically quantized (`nas.export.quantize_onnx`: QDQ, per-channel int8 weights, uint8
+activations, calibrated on random inputs: enough to time it) with the entry's ``quantization``
+settings. TFLite full-integer and torch int8 are refused (`check_dtype`, which says why).
 """
 
 from __future__ import annotations
@@ -46,6 +51,28 @@ def backend_unavailable_reason(name: str) -> str | None:
     return None
 
 
+TFLITE_INT8_REASON = (
+    "litert-torch's public quantization API (PT2EQuantizer + convert(quant_config=...), litert-torch 0.10) "
+    "quantizes only conv, linear, add and pooling: hard-swish, hard-sigmoid and the squeeze-excite multiply stay "
+    "float32 between DEQUANTIZE/QUANTIZE ops, and the model's input dtype follows its first op (int8 for a stem, "
+    "float32 for a block), so it cannot produce a full-integer model of these layers; build an int8 table with "
+    "--backend onnxruntime")
+
+
+def check_dtype(backend: str, dtype: str) -> None:
+    """`BackendError` unless `backend` can build `dtype` entries (float32 everywhere, int8 on onnxruntime)."""
+    from nas.export import DTYPES
+
+    if dtype not in DTYPES:
+        raise BackendError(f"unknown dtype {dtype!r}; use one of {list(DTYPES)}")
+    if dtype == "float32" or backend == "onnxruntime":
+        return
+    if backend == "tflite":
+        raise BackendError(f"--dtype int8 --backend tflite is not supported: {TFLITE_INT8_REASON}")
+    raise BackendError("--dtype int8 --backend torch is not supported: eager torch has no int8 inference path "
+                       "that matches a deployed model; build an int8 table with --backend onnxruntime")
+
+
 def entry_module(entry: Mapping[str, Any]):  # noqa: ANN201 - torch.nn.Module
     """The BN-folded, eval-mode module of a work entry (a layer key or a whole arch)."""
     from nas import Arch, BlockKey, build_block, build_model
@@ -68,7 +95,16 @@ def prepare(backend: str, entry: Mapping[str, Any], folder: Path) -> None:
     from nas.export import export_onnx, export_tflite
 
     module = entry_module(entry)
-    if backend == "onnxruntime":
+    if backend == "onnxruntime" and entry.get("dtype", "float32") == "int8":
+        from nas.export import quantize_onnx, random_calibration
+
+        fp32 = path.with_name(path.name + ".float32.onnx")
+        export_onnx(module, fp32, entry["input_shape"])
+        try:
+            quantize_onnx(fp32, path, random_calibration(entry["input_shape"]), entry.get("quantization") or {})
+        finally:
+            fp32.unlink(missing_ok=True)
+    elif backend == "onnxruntime":
         export_onnx(module, path, entry["input_shape"])
     else:
         export_tflite(module, path, entry["input_shape"])

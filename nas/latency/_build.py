@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nas import __version__
 from nas._device import device_info, fingerprint, measure, Protocol, runtime_version, work_lock
-from nas.latency._backends import BackendError, backend_unavailable_reason, check_backend, open_torch_entry
+from nas.latency._backends import (BackendError, backend_unavailable_reason, check_backend, check_dtype,
+                                   open_torch_entry)
 from nas.latency._table import FORMAT_VERSION, LatencyTable, today
 from nas.latency._work import key_entries, write_work
 
@@ -34,13 +35,26 @@ def space_info(space: "SearchSpace", resolutions: Iterable[int] | None) -> dict[
 
 
 def table_metadata(backend: str, threads: int, device_name: str, protocol: Protocol,
-                   backend_options: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   backend_options: Mapping[str, Any], info: Mapping[str, Any] | None = None,
+                   dtype: str = "float32", quantization: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A table's metadata; `quantization` (the `nas.export.QuantSettings` dict) only for int8."""
     version = runtime_version(backend)
+    quant = {} if dtype == "float32" else {"quantization": dict(quantization or {})}
     return {"format_version": FORMAT_VERSION, "device_name": device_name, "backend": backend,
             "backend_version": version, "backend_options": dict(backend_options),
-            "threads": threads, "batch_size": 1, "dtype": "float32", "device": device_info(),
+            "threads": threads, "batch_size": 1, "dtype": dtype, **quant, "device": device_info(),
             "fingerprint": fingerprint(backend, threads, version), "date": today(),
             "tool_version": f"hwnas {__version__}", "protocol": protocol.to_dict(), **dict(info or {})}
+
+
+def quantization_of(dtype: str, quantization: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The quantization settings of a `dtype` table: None for float32; for int8 `quantization` or the
+    defaults (`nas.export.INT8`), as a dict."""
+    if dtype == "float32":
+        return None
+    from nas.export import INT8, QuantSettings
+
+    return (QuantSettings.from_dict(quantization) if quantization else INT8).to_dict()
 
 
 NOISY_CHOICES = ("warn", "wait", "more-passes", "abort")
@@ -54,16 +68,21 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
                 threads: int = 1, device_name: str = "unnamed-device", protocol: Protocol | None = None,
                 channels_last: bool = False, progress: bool = True, keep_work: bool = False,
                 canaries: bool = True, if_noisy: str = "warn", wait_minutes: float = 10.0,
-                log: Callable[[str], None] = print) -> LatencyTable:
+                log: Callable[[str], None] = print, dtype: str = "float32",
+                quantization: Mapping[str, Any] | None = None) -> LatencyTable:
     """Measure every layer key of `space` at `resolutions` with `backend` and save the table at `out`.
 
     First the machine's noise floor is measured (`canaries`: on); when it is above `NOISY_PCT`,
     `if_noisy` says what to do: warn and go on, wait (re-measure every 30 s, up to `wait_minutes`)
     until it is quiet, take more passes per entry, or abort. After the build the canaries are
-    measured and stored in the metadata (see `nas.latency._check`)."""
+    measured and stored in the metadata (see `nas.latency._check`). `dtype` int8 (onnxruntime only)
+    times each layer statically quantized with `quantization` (default `nas.export.INT8`); the
+    metadata records both, and whole networks (canaries, calibration, validation) are quantized alike."""
     from nas.latency._check import NOISY_PCT, measure_canaries, noise_floor
 
     check_backend(backend)
+    check_dtype(backend, dtype)
+    quant = quantization_of(dtype, quantization)
     reason = backend_unavailable_reason(backend)
     if reason:
         raise BackendError(f"cannot build a {backend} table here: {reason}")
@@ -78,7 +97,8 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
         started = time.perf_counter()
         out = Path(out)
         info = {"space": space_info(space, resolutions)}
-        probe = LatencyTable({}, table_metadata(backend, threads, device_name, protocol, options, info), out)
+        probe = LatencyTable({}, table_metadata(backend, threads, device_name, protocol, options, info, dtype, quant),
+                             out)
         noise = None
         if canaries:
             noise = noise_floor(probe, space)
@@ -104,12 +124,12 @@ def build_table(space: "SearchSpace", backend: str, out: str | Path, *, resoluti
                 log(f"build: noise floor {noise:.1f}% (spread of repeated passes; < {NOISY_PCT:g}% is quiet)")
         keys = space.all_block_keys(resolutions)
         resumed = (work / "manifest.json").exists()
-        entries = key_entries(keys, backend)
+        entries = key_entries(keys, backend, dtype, quant)
         write_work(work, backend, entries, protocol, info, options, progress)
         results = measure(work, threads, progress, open_torch_entry)
         by_id = {e["id"]: k for e, k in zip(entries, keys)}
         table = LatencyTable({by_id[i]: r for i, r in results.items()},
-                             table_metadata(backend, threads, device_name, protocol, options, info))
+                             table_metadata(backend, threads, device_name, protocol, options, info, dtype, quant))
         summary = table.summary()
         table.metadata["build"] = {"seconds": round(time.perf_counter() - started, 1), "resumed": resumed,
                                    "remeasured": summary["remeasured"], "flagged": summary["flagged"],

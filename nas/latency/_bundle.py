@@ -21,12 +21,12 @@ from nas import __version__
 from nas._atomic import atomic_path
 from nas._arch import Arch
 from nas._device import FILE_BACKENDS, NETWORKS, Protocol
-from nas.latency._backends import BackendError
-from nas.latency._build import space_info
+from nas.latency._backends import BackendError, check_dtype
+from nas.latency._build import quantization_of, space_info
 from nas.latency._check import canary_archs, canary_record
 from nas.latency._table import LatencyTable, TableError
 from nas.latency._validate import E2E_PASSES, fit_calibration, random_archs, score
-from nas.latency._work import arch_entries, arch_id, key_entries, write_work
+from nas.latency._work import arch_entries, arch_id, base_id, key_entries, write_work
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -43,7 +43,8 @@ VALIDATION_SEED = 0
 """The seed of a bundle's held-out archs: `nas latency validate`'s default."""
 
 
-def network_entries(space: "SearchSpace", backend: str, calibration: int, validation: int) -> list[dict[str, Any]]:
+def network_entries(space: "SearchSpace", backend: str, calibration: int, validation: int,
+                    dtype: str = "float32", quantization: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The whole networks a bundle carries, each with its roles: "canary" (named as in `canary_archs`),
     "calibration" (`random_archs(space, calibration, CALIBRATION_SEED)`) and "validation" (held out:
     `random_archs(space, validation, VALIDATION_SEED)` minus the calibration archs)."""
@@ -55,7 +56,7 @@ def network_entries(space: "SearchSpace", backend: str, calibration: int, valida
         named += [("validation", a.short(), a) for a in random_archs(space, validation, VALIDATION_SEED, exclude)]
     entries: dict[str, dict[str, Any]] = {}
     for role, name, arch in named:
-        entry = arch_entries([arch], space.num_classes, space.in_channels, backend)[0]
+        entry = arch_entries([arch], space.num_classes, space.in_channels, backend, dtype, quantization)[0]
         entry = entries.setdefault(entry["id"], {**entry, "name": name, "roles": []})
         entry["roles"].append(role)
     return list(entries.values())
@@ -63,22 +64,27 @@ def network_entries(space: "SearchSpace", backend: str, calibration: int, valida
 
 def write_bundle(space: "SearchSpace", backend: str, out: str | Path, resolutions: Iterable[int] | None = None,
                  threads: int = 1, protocol: Protocol | None = None, progress: bool = True,
-                 calibration: int = 40, validation: int = 0) -> Path:
+                 calibration: int = 40, validation: int = 0, dtype: str = "float32",
+                 quantization: Mapping[str, Any] | None = None) -> Path:
     """Export every layer key of `space` for `backend`, and the whole networks of `network_entries`,
-    into the zip `out` (written atomically; the export resumes from ``<out>.work/``)."""
+    into the zip `out` (written atomically; the export resumes from ``<out>.work/``). `dtype` int8:
+    every model statically quantized (`quantization`, default `nas.export.INT8`); the runner records
+    the dtype and the settings in the measured table."""
     if backend not in FILE_BACKENDS:
         raise BackendError(f"a bundle needs a file backend ({', '.join(FILE_BACKENDS)}), got {backend!r}")
     out = Path(out)
     resolutions = list(resolutions or space.resolutions)
     keys = space.all_block_keys(resolutions)
-    entries = key_entries(keys, backend)
+    check_dtype(backend, dtype)
+    quant = quantization_of(dtype, quantization)
+    entries = key_entries(keys, backend, dtype, quant)
     bundle_id = hashlib.sha1("".join(e["id"] for e in entries).encode() + backend.encode()).hexdigest()[:12]
     info = {"space": space_info(space, resolutions), "threads": threads, "bundle_id": bundle_id,
-            "tool_version": __version__}
+            "tool_version": __version__, **({"dtype": dtype, "quantization": quant} if quant else {})}
     protocol = protocol or Protocol()
     work = out.with_name(out.name + ".work")  # resumable export
     write_work(work, backend, entries, protocol, info, {}, progress)
-    networks = network_entries(space, backend, calibration, validation)
+    networks = network_entries(space, backend, calibration, validation, dtype, quant)
     net_protocol = Protocol.from_dict({**protocol.to_dict(), "passes": max(protocol.passes, E2E_PASSES)})
     write_work(work / NETWORKS, backend, networks, net_protocol, {**info, "what": "whole networks"}, {}, progress)
     root = resources.files("nas").joinpath("..")
@@ -117,7 +123,7 @@ def import_measured(measured: str | Path, out: str | Path, device_name: str | No
             space, [(n["name"], Arch.from_dict(n["arch"])) for n in canaries], [n["latency_ms"] for n in canaries],
             [n["spread_pct"] for n in canaries], int(table.metadata.get("networks_passes", E2E_PASSES)))
         table.metadata["canaries"]["source"] = f"device runner ({Path(measured).name})"
-    calibration = {n["id"]: n["latency_ms"] for n in networks if "calibration" in n["roles"]}
+    calibration = {base_id(n["id"]): n["latency_ms"] for n in networks if "calibration" in n["roles"]}
     if calibration:  # drawn again in `random_archs` order (a network can also be a canary), as `refit` does
         archs = random_archs(space, len(calibration), CALIBRATION_SEED)
         ids = [arch_id(a, space.num_classes, space.in_channels) for a in archs]
@@ -146,7 +152,7 @@ def validate_measured(table: LatencyTable, space: "SearchSpace", measured: str |
     table.check_covers(space)
     networks = measured_networks(measured, "validation")
     used = set((table.calibration.info.get("arch_ids") or []) if table.calibration else [])
-    ids = [n["id"] for n in networks]
+    ids = [base_id(n["id"]) for n in networks]
     if used & set(ids):
         raise TableError(f"{len(used & set(ids))} of the networks in {str(measured)!r} were used to fit the "
                          f"calibration of {table.where}: they are not held out")

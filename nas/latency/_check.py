@@ -257,6 +257,8 @@ def build_command(table: LatencyTable, device_name: str | None = None) -> str:
     proto = meta.get("protocol") or {}
     if proto.get("passes", 3) != 3:
         args += ["--passes", str(proto["passes"])]
+    if meta.get("dtype", "float32") != "float32":
+        args += ["--dtype", str(meta["dtype"])]
     if (meta.get("backend_options") or {}).get("channels_last"):
         args.append("--channels-last")
     return " ".join(shlex.quote(a) for a in args)

@@ -236,6 +236,11 @@ class LatencyTable:
                                   "build a table for this space and resolution") from None
 
     @property
+    def dtype(self) -> str:
+        """The dtype its layers were timed in: float32, or int8 (then ``metadata["quantization"]`` says how)."""
+        return str(self.metadata.get("dtype", "float32"))
+
+    @property
     def calibration(self) -> Calibration | None:
         data = self.metadata.get("calibration")
         return Calibration.from_dict(data) if data else None

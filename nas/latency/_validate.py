@@ -23,7 +23,7 @@ from nas._atomic import atomic_write, atomic_write_json
 from nas._device import fingerprint, measure, Protocol
 from nas.latency._backends import open_torch_entry
 from nas.latency._table import Calibration, LatencyTable, TableError, today
-from nas.latency._work import arch_entries, arch_id, write_work
+from nas.latency._work import arch_entries, arch_id, dtype_id, write_work
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -58,12 +58,13 @@ def measure_archs(archs: Sequence[Arch], space: "SearchSpace", table: LatencyTab
     backend, threads = meta["backend"], int(meta["threads"])
     protocol = Protocol.from_dict({**meta["protocol"], **({"passes": passes} if passes else {}),
                                    **({"runs": runs} if runs else {})})
-    entries = arch_entries(archs, space.num_classes, space.in_channels, backend)
+    dtype = meta.get("dtype", "float32")  # int8 tables: the whole networks are quantized as the layers were
+    entries = arch_entries(archs, space.num_classes, space.in_channels, backend, dtype, meta.get("quantization"))
     write_work(work, backend, entries, protocol, {"what": "whole networks"}, meta.get("backend_options", {}), progress)
     results = measure(work, threads, progress, open_torch_entry)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
-    ids = [arch_id(a, space.num_classes, space.in_channels) for a in archs]
+    ids = [dtype_id(arch_id(a, space.num_classes, space.in_channels), dtype) for a in archs]
     if spreads is not None:
         spreads.extend(results[i]["spread_pct"] for i in ids)
     return np.array([results[i]["latency_ms"] for i in ids])
@@ -218,6 +219,7 @@ def score(table: LatencyTable, space: "SearchSpace", archs: Sequence[Arch], grou
     calibrated = cal.apply(summed, layers, compiled.sum_and_layers(index, cal.spill_families)[2]) if cal else summed
     g = np.array(groups)
     report: dict[str, Any] = {"table": table.where, "backend": table.metadata["backend"],
+                              "dtype": table.metadata.get("dtype", "float32"),
                               "threads": table.metadata["threads"], "space": space.name,
                               "resolutions": list(space.resolutions), "seed": seed, "calibrated": cal is not None,
                               "e2e_passes": passes, "e2e_median_spread_pct": float(np.median(spreads))}

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from nas._arch import Arch, BlockKey
 from nas._atomic import atomic_write_json
 from nas._device import MANIFEST, MANIFEST_FORMAT, Protocol
-from nas.latency._backends import check_backend, model_file, prepare
+from nas.latency._backends import check_backend, check_dtype, model_file, prepare
 
 
 def key_id(key: BlockKey) -> str:
@@ -30,25 +30,43 @@ def arch_id(arch: Arch, num_classes: int, in_channels: int) -> str:
     return "a" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def key_entries(keys: Iterable[BlockKey], backend: str) -> list[dict[str, Any]]:
+def dtype_id(base_id: str, dtype: str = "float32") -> str:
+    """The work-folder id of an entry of `dtype`: the key's or arch's id, suffixed for every dtype but
+    float32 (``k0123abcd4567-int8``), so the model files of two dtypes never share a name."""
+    return base_id if dtype == "float32" else f"{base_id}-{dtype}"
+
+
+def base_id(entry_id: str) -> str:
+    """The key's or arch's id of a work-folder id (`dtype_id` undone)."""
+    return entry_id.split("-", 1)[0]
+
+
+def _dtype_fields(dtype: str, quantization: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {} if dtype == "float32" else {"dtype": dtype, "quantization": dict(quantization or {})}
+
+
+def key_entries(keys: Iterable[BlockKey], backend: str, dtype: str = "float32",
+                quantization: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     out = []
     for key in keys:
-        i = key_id(key)
+        i = dtype_id(key_id(key), dtype)
         out.append({"id": i, "name": key.short(), "key": key.to_dict(), "file": model_file(backend, i),
-                    "input_shape": [1, key.in_channels, key.in_hw, key.in_hw]})
+                    "input_shape": [1, key.in_channels, key.in_hw, key.in_hw], **_dtype_fields(dtype, quantization)})
     return out
 
 
-def arch_entries(archs: Iterable[Arch], num_classes: int, in_channels: int, backend: str) -> list[dict[str, Any]]:
+def arch_entries(archs: Iterable[Arch], num_classes: int, in_channels: int, backend: str, dtype: str = "float32",
+                 quantization: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     out, seen = [], set()
     for arch in archs:
-        i = arch_id(arch, num_classes, in_channels)
+        i = dtype_id(arch_id(arch, num_classes, in_channels), dtype)
         if i in seen:
             continue
         seen.add(i)
         out.append({"id": i, "name": arch.short(), "arch": arch.to_dict(), "num_classes": num_classes,
                     "in_channels": in_channels, "file": model_file(backend, i),
-                    "input_shape": [1, in_channels, arch.resolution, arch.resolution]})
+                    "input_shape": [1, in_channels, arch.resolution, arch.resolution],
+                    **_dtype_fields(dtype, quantization)})
     return out
 
 
@@ -63,6 +81,8 @@ def write_work(folder: str | Path, backend: str, entries: Sequence[Mapping[str, 
     from nas._device import RunnerError, read_manifest
 
     check_backend(backend)
+    for dtype in sorted({e.get("dtype", "float32") for e in entries}):
+        check_dtype(backend, dtype)
     folder = Path(folder)
     manifest = {"format": MANIFEST_FORMAT, "backend": backend, "backend_options": dict(backend_options or {}),
                 "protocol": protocol.to_dict(), "info": dict(info or {}), "entries": [dict(e) for e in entries]}
@@ -81,8 +101,13 @@ def write_work(folder: str | Path, backend: str, entries: Sequence[Mapping[str, 
 
 PARALLEL_EXPORT = {"tflite"}
 """Backends whose converter is slow enough (litert-torch: 5-10 s per network at 224 px, one core) to
-convert in one process per core. Nothing is timed while models are written, so this cannot disturb
+convert in one process per core (so are int8 entries: quantizing takes 0.3-2 s per model). Nothing is timed while models are written, so this cannot disturb
 a measurement."""
+
+
+PARALLEL_INT8_MIN = 32
+"""int8 entries are exported in one process per core from this many on (below it, starting the
+processes, each importing torch, costs more than it saves)."""
 
 
 def _export(backend: str, todo: Sequence[Mapping[str, Any]], folder: Path, progress: bool) -> None:
@@ -90,7 +115,9 @@ def _export(backend: str, todo: Sequence[Mapping[str, Any]], folder: Path, progr
 
     workers = min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     bar = tqdm(total=len(todo), desc=f"export {backend}", unit="model", disable=not progress, leave=False)
-    if backend not in PARALLEL_EXPORT or workers < 2:
+    slow = backend in PARALLEL_EXPORT or (len(todo) >= PARALLEL_INT8_MIN
+                                          and any(e.get("dtype", "float32") != "float32" for e in todo))
+    if not slow or workers < 2:
         for entry in todo:
             prepare(backend, entry, folder)
             bar.update()
