@@ -18,11 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_search)
     r = sub.add_parser("results", help="tables, best archs per budget, Pareto plot of a run folder")
     r.add_argument("run", help="run folder (run_dir of the config)")
-    r.add_argument("--export-best", metavar="FILE", help="write the best arch (within the budget) as JSON")
+    r.add_argument("--export-best", metavar="FILE|DIR",
+                   help="write the best arch (within the budget) as JSON; a multi-device run (budgets on several "
+                        "tables) writes one DIR/<table>.json per device")
     r.add_argument("--budget-ms", type=float, help="budget for --export-best/--measure (default: the search budget)")
     r.add_argument("--measure", action="store_true",
                    help="measure the best arch end to end on each table's backend (predicted vs measured; "
-                        "run under the CPU lock)")
+                        "run under the CPU lock); a multi-device run measures each device's winner on every "
+                        "table that can be measured here (the cross-device matrix, measured.csv)")
     r.set_defaults(func=_results)
 
 
@@ -45,13 +48,38 @@ def _results(args: argparse.Namespace) -> int:
     run = RunFolder.open(args.run)
     for line in run_machine_warnings(run):  # `nas search` says these at its start
         print(f"warning: {line}", file=sys.stderr, flush=True)
-    _print_report(report(run, export_best=args.export_best, budget_ms=args.budget_ms))
-    if args.measure:
+    rep = report(run, export_best=args.export_best, budget_ms=args.budget_ms)
+    _print_report(rep)
+    if args.measure and rep.winners is not None:
+        _measure_winners(run, rep.winners)
+    elif args.measure:
         for m in measure_best(run, args.budget_ms):
             print(f"best arch (trial {m['trial']}, {m['strategy']}): accuracy {m['accuracy']:.4f}, latency on "
                   f"{m['table']}: predicted {m['predicted_ms']:.3f} ms, measured {m['measured_ms']:.3f} ms "
                   f"({m['error_pct']:+.1f}%); table check here: {m['check']} ({m['check_reason']})")
     return 0
+
+
+def _measure_winners(run, winners) -> None:  # noqa: ANN001 - RunFolder, pandas.DataFrame
+    import pandas as pd
+
+    from nas.experiment import build_latency, build_space, check_matrix, matrix, measure_winners
+
+    space = build_space(run.config)
+    measured, skipped = measure_winners(winners, space, build_latency(run.config, space), run.path / ".measure",
+                                        run.budgets)
+    for table, why in skipped.items():
+        print(f"not measured on {table}: {why}")
+    if measured.empty:
+        return
+    measured.to_csv(run.path / "measured.csv", index=False)
+    with pd.option_context("display.width", 160):
+        print("\nmeasured latency (ms) of each device's winner (rows) on each table (columns):")
+        print(matrix(measured).round(4).to_string())
+    for line in check_matrix(measured) or ["every winner meets its own budget when measured, and no other "
+                                           "winner within a device's budget is more accurate there"]:
+        print(f"check: {line}")
+    print(f"measured: {run.path / 'measured.csv'}")
 
 
 def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
@@ -72,6 +100,14 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
                   f"at {p['result']['latency_ms'][table]:.4g} ms on {table} (predicted)")
         print("\nhypervolume per strategy (same reference point):")
         print(rep.hypervolume.to_string(index=False))
+    if rep.winners is not None:
+        with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+            print(f"\nwinner per device (goal {rep.winners.goal.iloc[0]}):")
+            winners = rep.winners.drop(columns=["arch", "goal"])
+            winners["arch_short"] = winners["arch_short"].map(lambda s: s if len(s) <= 60 else s[:57] + "...")
+            print(winners.to_string(index=False))
     print(f"\ntrials: {rep.csv_path}\nplot:   {rep.plot_path}")
-    if rep.exported:
+    if rep.exported_per_device:
+        print("best arch per device: " + ", ".join(str(p) for p in rep.exported_per_device))
+    elif rep.exported:
         print(f"best arch: {rep.exported}")

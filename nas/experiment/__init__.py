@@ -5,6 +5,10 @@
     run_search(config)                     # rerun to resume; start N processes to share the work
     report(config.run_dir, export_best="best.json")
 
+A multi-device search (a budget on two or more of ``latency.tables``, ``latency.goal`` joint or
+per_device) reports a winner per device (`device_winners`) and the cross-device matrix
+(`measure_winners`, `check_matrix`, `matrix_figure`).
+
 `prepare_search(config)` checks the whole config against its files without writing anything
 (`run_search` calls it first). `StandIns.of(config)` names the stand-ins a config opts into
 (``latency.tables: [{path: macs-proxy}]``, ``evaluator.name: synthetic``).
@@ -18,11 +22,14 @@ from nas.experiment._rundir import RunFolder, load_run_config
 from nas.experiment._pareto import hypervolume, pareto_mask
 from nas.experiment._results import (RunReport, best_under_budgets, export_best_arch, hypervolume_table, measure_best,
                                      pareto_figure, pareto_plot, report, run_machine_warnings, trials_table)
+from nas.experiment._results_multi import (check_matrix, device_winners, export_winners, matrix, matrix_figure,
+                                           measurable_sources, measure_winners)
 from nas.experiment._runner import WorkerReport, run_search
 from nas.experiment._storage import fail_stale_trials, heartbeat, open_storage, storage_url
 from nas.experiment._standins import StandIns
 
-__all__ = ["ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder",
+__all__ = ["check_matrix", "device_winners", "export_winners", "matrix", "matrix_figure", "measurable_sources",
+           "measure_winners", "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder",
            "RunReport", "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig",
            "WorkerReport", "apply_overrides", "best_under_budgets", "build_evaluator", "build_latency",
            "build_objective", "build_space", "config_from_dict", "export_best_arch", "fail_stale_trials",

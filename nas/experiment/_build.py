@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,11 +30,12 @@ from nas.evaluators import (
     TrainEvaluator,
     load_accuracy_predictor,
 )
-from nas.experiment._config import DERIVING_STRATEGIES, EVALUATORS, ConfigError, ExperimentConfig, StrategyConfig
+from nas.experiment._config import (DERIVING_STRATEGIES, EVALUATORS, ConfigError, ExperimentConfig, StrategyConfig,
+                                    budgeted_tables)
 from nas.experiment._standins import StandIns
 from nas.experiment._storage import check_storage
 from nas.proxyless import ProxylessStrategy
-from nas.strategies import DerivingStrategy, Objective, make_strategy
+from nas.strategies import DerivingStrategy, DeviceBudget, MultiObjective, Objective, make_strategy
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -109,10 +111,37 @@ def resolve_budget_ms(config: ExperimentConfig, space: SearchSpace, sources: Seq
     return float(f"{np.quantile(latencies, lat.budget_quantile):.4g}")
 
 
-def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None) -> Objective:
-    """What every strategy of the experiment optimizes, with the budget already resolved (`resolve_budget_ms`)."""
+def resolve_budgets(config: ExperimentConfig, space: SearchSpace, sources: Sequence[LatencySource]
+                    ) -> list[dict[str, Any]]:
+    """Each budgeted table's resolved budget (`budgeted_tables`), in table order: ``{"table", "budget_ms",
+    "budget_quantile", "target_ms"}``. A quantile is taken over the same 1000 seeded random archs on every
+    table (the first table's figure is `resolve_budget_ms`'s)."""
+    lat, out = config.latency, []
+    archs = None
+    for i in budgeted_tables(config):
+        t = config.latency.tables[i]  # type: ignore[index]
+        budget, quantile, target = t.budget_ms, t.budget_quantile, t.target_ms
+        if i == 0 and not t.has_budget:
+            budget, quantile, target = lat.budget_ms, lat.budget_quantile, lat.target_ms
+        if quantile is not None:
+            if archs is None:
+                rng = np.random.default_rng([config.seed, 0xB0D6E7])
+                archs = [space.sample(rng) for _ in range(1000)]
+            budget = float(f"{np.quantile(sources[i].predict_many(archs), quantile):.4g}")
+        out.append({"table": sources[i].name, "budget_ms": budget, "budget_quantile": quantile, "target_ms": target})
+    return out
+
+
+def build_objective(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None,
+                    budgets: Sequence[dict[str, Any]] = ()) -> Objective | MultiObjective:
+    """What every strategy of the experiment optimizes, with the budget already resolved (`resolve_budget_ms`);
+    a `MultiObjective` when two or more tables carry a budget (`budgets`, from `resolve_budgets`)."""
     lat = config.latency
-    target = lat.target_ms if lat.target_ms is not None else budget_ms
+    if len(budgets) >= 2:
+        devices = tuple(DeviceBudget(b["table"], b["budget_ms"], b["target_ms"]) for b in budgets)
+        return MultiObjective(devices, goal=lat.goal or "joint", reward=lat.reward, alpha=lat.alpha, beta=lat.beta)
+    target_ms = budgets[0]["target_ms"] if budgets else lat.target_ms
+    target = target_ms if target_ms is not None else budget_ms
     budget = budget_ms if budget_ms is not None else (float("inf") if target is not None else None)
     return Objective(table=sources[0].name, target_ms=target, budget_ms=budget, reward=lat.reward,
                      alpha=lat.alpha, beta=lat.beta)
@@ -180,13 +209,27 @@ def build_evaluator(config: ExperimentConfig, space: SearchSpace, sources: Seque
 
 
 # ---------------------------------------------------------------------- strategies
+def strategy_latency_fn(sources: Sequence[LatencySource], objective: Objective | MultiObjective
+                        ) -> Callable[[np.ndarray], np.ndarray]:
+    """The batch predictor a strategy checks budgets with: the primary table's, or for a
+    `MultiObjective` an (n, devices) matrix, one column per device."""
+    if not isinstance(objective, MultiObjective):
+        return sources[0].predict_rows
+    by_name = {s.name: s for s in sources}
+    fns = [by_name[t].predict_rows for t in objective.tables]
+    return lambda rows: np.stack([np.asarray(f(rows), dtype=float) for f in fns], axis=1)
+
+
 def build_strategy(config: ExperimentConfig, sc: StrategyConfig, space: SearchSpace,
-                   sources: Sequence[LatencySource], objective: Objective) -> DerivingStrategy | None:
+                   sources: Sequence[LatencySource], objective: Objective | MultiObjective
+                   ) -> DerivingStrategy | None:
     """Check strategy `sc` against `space` and the objective: an ask/tell one is built once and
     discarded (each worker builds its own, seeded by its first trial); a deriving one is returned."""
     where = f"strategy {sc.key!r}"
     try:
         if sc.name in DERIVING_STRATEGIES:
+            if isinstance(objective, MultiObjective):  # the config loader says so first
+                raise ConfigError(f"{where}: {sc.name} takes one budgeted latency table per run")
             tables = [getattr(s, "table", None) for s in sources]
             strategy = DERIVING_STRATEGIES[sc.name].build(space, tables, objective, sc.options, seed=config.seed,
                                                           n_derived=config.search.n_trials)
@@ -194,7 +237,7 @@ def build_strategy(config: ExperimentConfig, sc: StrategyConfig, space: SearchSp
                 _dataset(strategy.config.dataset, None, f"{where}: options.dataset")
             return strategy
         make_strategy(sc.name, space, sc.options, seed=config.seed, objective=objective,
-                      latency_fn=sources[0].predict_rows, max_tries=config.search.max_tries)
+                      latency_fn=strategy_latency_fn(sources, objective), max_tries=config.search.max_tries)
     except ConfigError:
         raise
     except (HwnasError, TypeError, ValueError) as err:
@@ -213,13 +256,17 @@ class SearchSetup:
     evaluator: EvaluatorBase
     budget_ms: float | None
     """The hard budget (ms on the primary table), resolved once from budget_ms or budget_quantile."""
-    objective: Objective
-    """What every strategy optimizes, built once from the resolved budget."""
+    objective: Objective | MultiObjective
+    """What every strategy optimizes, built once from the resolved budget(s)."""
     deriving: dict[str, DerivingStrategy]
     """The deriving strategies that will run (ProxylessNAS), by label, built from `objective`."""
     stand_ins: StandIns
     machine_warnings: list[str]
     """One line per latency table measured on another machine or runtime (`machine_warnings`)."""
+    budgets: list[dict[str, Any]] = dataclass_field(default_factory=list)
+    """Each budgeted table's resolved budget (`resolve_budgets`); two or more: a multi-device search."""
+    goal: str | None = None
+    """joint | per_device for a multi-device search, else None."""
 
 
 def machine_warnings(sources: Sequence[LatencySource]) -> list[str]:
@@ -235,8 +282,9 @@ def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = 
     `strategies`: the labels that will run (default: all); only theirs are built."""
     space = build_space(config)
     sources = build_latency(config, space)
-    budget_ms = resolve_budget_ms(config, space, sources)
-    objective = build_objective(config, sources, budget_ms)
+    budgets = resolve_budgets(config, space, sources)
+    budget_ms = budgets[0]["budget_ms"] if budgets else None  # the first table's (the loader checked it is first)
+    objective = build_objective(config, sources, budget_ms, budgets)
     deriving = {}
     for sc in config.strategies:
         if not strategies or sc.key in strategies:
@@ -252,5 +300,6 @@ def prepare_search(config: ExperimentConfig, strategies: Sequence[str] | None = 
         raise ConfigError(f"run_dir: {config.run_dir!r} exists and is not a folder")
     check_storage(config)
     evaluator = build_evaluator(config, space, sources)
+    goal = objective.goal if isinstance(objective, MultiObjective) else None
     return SearchSetup(config, space, sources, evaluator, budget_ms, objective, deriving, StandIns.of(config),
-                       machine_warnings(sources))
+                       machine_warnings(sources), budgets, goal)

@@ -22,7 +22,7 @@ import yaml
 
 from nas._config import ConfigError, Many, Section, load, read_yaml
 from nas.proxyless import ProxylessError, ProxylessStrategy
-from nas.strategies import Objective, SearchError, make_config, strategy_names
+from nas.strategies import GOALS, Objective, SearchError, make_config, strategy_names
 
 DERIVING_STRATEGIES: dict[str, Any] = {"proxyless": ProxylessStrategy}
 """Strategies that run their own loop and derive archs at the end instead of ask/tell: name -> class
@@ -61,9 +61,22 @@ class TableConfig:
     """Name in results (default: the file name without extension)."""
     gmacs_per_s: float = 1.0
     """Only for "macs-proxy": assumed throughput."""
+    budget_ms: float | None = None
+    """This device's hard latency budget (ms on this table). Two or more tables with a budget (or
+    target) make a multi-device search, see latency.goal. On the first table it replaces latency.budget_ms."""
+    budget_quantile: float | None = None
+    """Instead of budget_ms: this device's budget at this quantile (0..1) of the same 1000 seeded random
+    archs' latency on this table."""
+    target_ms: float | None = None
+    """This device's reward target T (default: its budget)."""
     dtype: str | None = None
     """float32 | int8: the dtype this search expects the table to be (default: the table's own); a table
     of another dtype is refused. Tables of different dtypes in one search must each say theirs."""
+
+    @property
+    def has_budget(self) -> bool:
+        """The entry carries a budget or a target of its own."""
+        return any(v is not None for v in (self.budget_ms, self.budget_quantile, self.target_ms))
 
     @property
     def is_proxy(self) -> bool:
@@ -78,10 +91,21 @@ class TableConfig:
 @dataclass
 class LatencyConfig:
     tables: Many[TableConfig] | None = None
-    """One table per target device; the first is the primary (budget, reward, 2nd objective).
-    Required: table CSVs, or ``[{path: macs-proxy}]`` to opt into the MACs stand-in."""
+    """One table per target device; the first is the primary (the budget below, the study's 2nd value).
+    Each entry may carry its own budget_ms / budget_quantile / target_ms; with two or more such devices
+    the search serves them all (see goal). Required: table CSVs, or ``[{path: macs-proxy}]`` to opt
+    into the MACs stand-in."""
+    goal: str | None = None
+    """With a budget (or target) on two or more tables: joint (default) | per_device. joint: one arch
+    that meets every device's budget (evolution/random: feasible = every budget met; nsga2: accuracy plus
+    one latency objective per device; the reward ACC x prod_i (LAT_i/T_i)^w_i). per_device: the best arch
+    per device from one shared history, each arch's accuracy evaluated once and scored for every device
+    (candidates meeting at least one budget; evolution keeps an elite per device; the reward is the best
+    device score); `nas results` picks per device the most accurate trial within that device's budget.
+    ProxylessNAS takes one budgeted table per run."""
     budget_ms: float | None = None
-    """Hard latency budget on the primary table: candidates over it are rejected before evaluation."""
+    """Hard latency budget on the primary (first) table: candidates over it are rejected before evaluation.
+    Same as latency.tables.0.budget_ms."""
     target_ms: float | None = None
     """The reward's latency target T (default: budget_ms). With no budget, a soft target only."""
     budget_quantile: float | None = None
@@ -220,6 +244,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> E
     config = load(ExperimentConfig, raw)
     _check_sources(config)
     _check_numbers(config)
+    _check_devices(config)
     _check_strategies(config, single)
     return config
 
@@ -254,6 +279,50 @@ def _check_sources(config: ExperimentConfig) -> None:
     if config.evaluator.name not in EVALUATORS:
         raise ConfigError(f"evaluator.name: unknown evaluator {config.evaluator.name!r}; "
                           f"evaluators: {', '.join(EVALUATORS)}")
+
+
+def budgeted_tables(config: ExperimentConfig) -> list[int]:
+    """Indices of the tables that carry a budget or target (the first also through latency.budget_ms,
+    budget_quantile or target_ms): two or more make a multi-device search."""
+    lat = config.latency
+    top = any(v is not None for v in (lat.budget_ms, lat.budget_quantile, lat.target_ms))
+    return [i for i, t in enumerate(lat.tables or []) if t.has_budget or (i == 0 and top)]
+
+
+def _check_devices(config: ExperimentConfig) -> None:
+    """Per-table budgets and latency.goal, each error naming the table entry at fault."""
+    lat = config.latency
+    for i, t in enumerate(lat.tables or []):
+        where = f"latency.tables.{i} ({t.source_name})"
+        if t.budget_ms is not None and t.budget_quantile is not None:
+            raise ConfigError(f"{where}: give budget_ms or budget_quantile, not both")
+        if t.budget_quantile is not None and not 0 < t.budget_quantile < 1:
+            raise ConfigError(f"{where}.budget_quantile must be in (0, 1), got {t.budget_quantile}")
+        for key in ("budget_ms", "target_ms"):
+            value = getattr(t, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{where}.{key} must be positive, got {value}")
+        if i == 0 and t.has_budget:
+            clash = [k for k in ("budget_ms", "budget_quantile", "target_ms") if getattr(lat, k) is not None]
+            if clash:
+                raise ConfigError(f"{where} carries its own budget: drop latency.{clash[0]} (it sets the same "
+                                  "table's budget)")
+    budgeted = budgeted_tables(config)
+    n = len(budgeted)
+    if len(budgeted) == 1 and budgeted[0] != 0:
+        raise ConfigError(f"latency.tables.{budgeted[0]}: the only table with a budget must be the first (the "
+                          "primary); move it first, or give budgets on two or more tables for a multi-device search")
+    if lat.goal is not None:
+        if lat.goal not in GOALS:
+            raise ConfigError(f"latency.goal: {lat.goal!r} is not one of {', '.join(GOALS)}")
+        if n < 2:
+            raise ConfigError(f"latency.goal {lat.goal!r} needs a budget (or target) on two or more of "
+                              f"latency.tables; {n} carry one")
+    if n >= 2:
+        for i, sc in enumerate(config.strategies):
+            if sc.name in DERIVING_STRATEGIES:
+                raise ConfigError(f"strategies.{i}.name: {sc.name} takes one budgeted latency table per run; "
+                                  f"{n} of latency.tables carry a budget (run one search per table)")
 
 
 def _check_numbers(config: ExperimentConfig) -> None:

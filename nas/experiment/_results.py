@@ -16,6 +16,7 @@ from nas._errors import HwnasError
 from nas.experiment._build import build_latency, build_space, machine_warnings
 from nas.experiment._config import ConfigError, ExperimentConfig
 from nas.experiment._pareto import hypervolume, pareto_mask
+from nas.experiment._results_multi import device_winners, export_winners
 from nas.experiment._rundir import RunFolder
 from nas.experiment._standins import StandIns
 from nas.experiment._storage import open_storage, storage_url, study_name
@@ -117,9 +118,13 @@ def pareto_figure(df: pd.DataFrame, presets: dict[str, Any], budgets_ms: dict[st
     stand_ins = stand_ins or StandIns()
     done = df[df.state == "COMPLETE"]
     cols = latency_columns(df)
-    fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
+    ncols = min(len(cols), 2 if len(cols) == 4 else 3)  # small multiples: at most 3 panels a row
+    nrows = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(cols):]:
+        ax.set_visible(False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, col in zip(axes[0], cols):
+    for ax, col in zip(axes.flat, cols):
         table = col[11:-1]
         for i, (key, group) in enumerate(done.groupby("strategy", sort=False)):
             c = colors[i % len(colors)]
@@ -171,12 +176,18 @@ class RunReport:
     """Reference archs evaluated by the run (presets.json): name -> arch, result (or error)."""
     stand_ins: StandIns
     """The run's stand-ins (MACs proxy, synthetic accuracy): `notice()` is "" when there are none."""
+    winners: pd.DataFrame | None = None
+    """A multi-device run's winner per device (`device_winners`; winners.csv); None for one budget."""
+    exported_per_device: list[Path] | None = None
+    """A multi-device run's `--export-best DIR`: one arch JSON per device."""
 
 
 def report(run: str | Path | RunFolder, export_best: str | Path | None = None, budget_ms: float | None = None
            ) -> RunReport:
     """Write trials.csv, hypervolume.csv and pareto.png in the run folder; optionally export the best arch
-    (within `budget_ms`, default the budget the search used, from meta.json)."""
+    (within `budget_ms`, default the budget the search used, from meta.json). A multi-device run (two or
+    more budgets in meta.json) also writes winners.csv (`device_winners`), marks each device's budget on
+    its panel, and `export_best` is a folder receiving one arch JSON per device."""
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     config, folder = run.config, run.path
     df = trials_table(config)
@@ -186,6 +197,11 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     atomic_write(csv_path, df.to_csv(index=False))
     configured = list(config.results.budgets_ms) or ([run.budget_ms] if run.budget_ms else [])
     budgets = default_budgets(df, configured)
+    for b in run.budgets:  # a multi-device run: each device's own budget on its table
+        col = f"latency_ms[{b['table']}]"
+        if b["budget_ms"] is not None and col in budgets:
+            extra = config.results.budgets_ms if col == latency_columns(df)[0] else []
+            budgets[col] = sorted({*extra, b["budget_ms"]})
     best = best_under_budgets(df, budgets)
     presets_path = folder / "presets.json"
     presets = json.loads(presets_path.read_text()) if presets_path.is_file() else {}
@@ -194,10 +210,16 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     best.drop(columns=["arch"], errors="ignore").to_csv(folder / "best.csv", index=False)
     stand_ins = StandIns.of(config)
     plot = pareto_plot(df, presets, folder / "pareto.png", budgets, stand_ins)
-    exported = None
-    if export_best is not None:
+    exported, winners, per_device = None, None, None
+    if len(run.budgets) >= 2:
+        winners = device_winners(df, run.budgets, run.goal or "joint")
+        winners.drop(columns=["arch"]).to_csv(folder / "winners.csv", index=False)
+        if export_best is not None:
+            per_device = export_winners(winners, export_best)
+            exported = Path(export_best)
+    elif export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else run.budget_ms)
-    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins)
+    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, winners, per_device)
 
 
 def run_machine_warnings(run: RunFolder) -> list[str]:

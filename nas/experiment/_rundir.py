@@ -1,7 +1,8 @@
 """The run folder: what a search writes beside its trials and what `nas results` reads back.
 
 `prepare_run_dir` saves the resolved config (config.yaml) and meta.json: versions, storage, the
-concrete budget (``budget_ms``, resolved once from ``budget_quantile``), this machine's fingerprint
+concrete budget (``budget_ms``, resolved once from ``budget_quantile``; a multi-device search adds
+``goal`` and ``budgets``, one resolved budget per budgeted table), this machine's fingerprint
 and each table's metadata; `save_presets` evaluates the space's presets once (presets.json).
 `RunFolder.open` reads config and meta back, once, for `nas results`.
 """
@@ -28,8 +29,8 @@ from nas.experiment._storage import storage_url
 _RESUMABLE = ("search",)  # a rerun may change these (e.g. more trials, another storage)
 
 
-def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None = None
-                    ) -> Path:
+def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource], budget_ms: float | None = None,
+                    budgets: Sequence[dict[str, Any]] = (), goal: str | None = None) -> Path:
     """Create the run folder; save the resolved config, versions and table metadata.
 
     A run folder holding a different config (other than the `search` section) is an error naming
@@ -48,7 +49,9 @@ def prepare_run_dir(config: ExperimentConfig, sources: Sequence[LatencySource], 
                               "use another run_dir or the same config")
     atomic_write(saved_path, yaml.safe_dump(resolved, sort_keys=False))
     meta = {"hwnas_version": nas.__version__, "optuna_version": optuna.__version__,
-            "storage": storage_url(config), "budget_ms": budget_ms, "machine": fingerprint(),
+            "storage": storage_url(config), "budget_ms": budget_ms,
+            **({"goal": goal, "budgets": [dict(b) for b in budgets]} if len(budgets) >= 2 else {}),
+            "machine": fingerprint(),
             "tables": [_source_metadata(s) for s in sources]}
     atomic_write(run / "meta.json", json.dumps(meta, indent=2, default=str))
     return run
@@ -127,6 +130,16 @@ class RunFolder:
     def budget_ms(self) -> float | None:
         """The hard budget the search used (resolved from budget_quantile when given)."""
         return self.meta.get("budget_ms")
+
+    @property
+    def budgets(self) -> list[dict[str, Any]]:
+        """A multi-device search's resolved budgets (table, budget_ms, budget_quantile, target_ms); [] else."""
+        return list(self.meta.get("budgets") or [])
+
+    @property
+    def goal(self) -> str | None:
+        """joint | per_device for a multi-device search, else None."""
+        return self.meta.get("goal")
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:

@@ -26,7 +26,7 @@ import optuna
 
 from nas._arch import Arch
 from nas.evaluators import Result
-from nas.experiment._build import SearchSetup, prepare_search
+from nas.experiment._build import SearchSetup, prepare_search, strategy_latency_fn
 from nas.experiment._config import ConfigError, ExperimentConfig, StrategyConfig
 from nas.experiment._rundir import prepare_run_dir, save_presets
 from nas.experiment._storage import (ask_trial, counted_trials, fail_stale_trials, heartbeat, open_storage,
@@ -51,6 +51,7 @@ class _Worker:
     def __init__(self, setup: SearchSetup, strategy_config: StrategyConfig, storage: Any) -> None:
         self.config, self.sc, self.space = setup.config, strategy_config, setup.space
         self.sources, self.evaluator, self.objective = setup.sources, setup.evaluator, setup.objective
+        self.latency_fn = strategy_latency_fn(setup.sources, setup.objective)
         self.name = study_name(self.config, strategy_config)
         self.storage = storage
         self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
@@ -64,7 +65,7 @@ class _Worker:
     def _make_strategy(self, first_number: int) -> Strategy:
         seed = int(np.random.SeedSequence([self.config.seed, first_number]).generate_state(1)[0])
         return make_strategy(self.sc.name, self.space, self.sc.options, seed=seed, objective=self.objective,
-                             latency_fn=self.sources[0].predict_rows, max_tries=self.config.search.max_tries)
+                             latency_fn=self.latency_fn, max_tries=self.config.search.max_tries)
 
     def _sync(self) -> list[optuna.trial.FrozenTrial]:
         """Tell the strategy every completed trial it has not seen (replay on resume, other workers)."""
@@ -169,7 +170,7 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None, strate
         notice(setup.stand_ins.notice())
     for line in setup.machine_warnings if notice is not None else ():
         notice(line)
-    prepare_run_dir(config, setup.sources, setup.budget_ms)
+    prepare_run_dir(config, setup.sources, setup.budget_ms, setup.budgets, setup.goal)
     storage = open_storage(storage_url(config))
     progress = config.search.progress if progress is None else progress
     reports = []

@@ -8,6 +8,7 @@
 
 from nas.strategies._base import DerivingStrategy, Strategy
 from nas.strategies._evolution import Evolution, EvolutionConfig
+from nas.strategies._multi import GOALS, DeviceBudget, MultiObjective
 from nas.strategies._factory import STRATEGIES, make_config, make_strategy, strategy_names
 from nas.strategies._objective import (REWARD_PRESETS, InfeasibleBudgetError, LatencyFn, Objective, SearchError,
                                        mnas_reward, reward_exponent)
@@ -15,7 +16,7 @@ from nas.strategies._optuna import OptunaConfig, OptunaStrategy
 from nas.strategies._random import RandomConfig, RandomSearch
 from nas.strategies._rl import Controller, RLConfig, RLController
 
-__all__ = ["REWARD_PRESETS", "STRATEGIES", "Controller", "DerivingStrategy", "Evolution", "EvolutionConfig",
+__all__ = ["GOALS", "DeviceBudget", "MultiObjective", "REWARD_PRESETS", "STRATEGIES", "Controller", "DerivingStrategy", "Evolution", "EvolutionConfig",
            "InfeasibleBudgetError", "LatencyFn", "Objective", "OptunaConfig", "OptunaStrategy", "RLConfig",
            "RLController", "RandomConfig", "RandomSearch", "SearchError", "Strategy", "make_config",
            "make_strategy", "mnas_reward", "reward_exponent", "strategy_names"]

@@ -17,6 +17,7 @@ import numpy as np
 from nas._arch import Arch
 from nas._space import SearchSpace
 from nas._codec import Codec
+from nas.strategies._multi import MultiObjective
 from nas.strategies._objective import InfeasibleBudgetError, LatencyFn, Objective, ResultLike
 
 
@@ -25,12 +26,12 @@ class Strategy(ABC):
 
     name: ClassVar[str] = "strategy"
 
-    def __init__(self, space: SearchSpace, *, seed: int, objective: Objective | None = None,
+    def __init__(self, space: SearchSpace, *, seed: int, objective: Objective | MultiObjective | None = None,
                  latency_fn: LatencyFn | None = None, max_tries: int = 50) -> None:
         self.space = space
         self.codec = Codec.of(space)
         self.seed = int(seed)
-        self.objective = objective or Objective()
+        self.objective: Objective | MultiObjective = objective or Objective()
         self.latency_fn = latency_fn
         self.max_tries = int(max_tries)
 
@@ -69,6 +70,8 @@ class Strategy(ABC):
         if not self.constrained:
             return np.ones(len(rows), dtype=bool), archs, np.full(len(rows), np.nan)
         lat = np.asarray(self.latency_fn(rows), dtype=float)  # type: ignore[misc]
+        if lat.ndim == 2:  # one column per device (`MultiObjective`)
+            return self.objective.feasible(lat), archs, lat  # type: ignore[union-attr]
         return lat <= float(self.objective.limit_ms), archs, lat  # type: ignore[arg-type]
 
     def draw_feasible(self, propose: Any, n: int, on_reject: Any = None) -> list[Arch]:
@@ -79,11 +82,13 @@ class Strategy(ABC):
         budget, the table and the fastest arch seen.
         """
         kept: list[Arch] = []
-        fastest = np.inf
+        fastest: Any = np.inf
         for _ in range(max(1, self.max_tries)):
             rows = propose(n - len(kept))
             mask, archs, lat = self.feasible_mask(rows)
-            if len(lat) and np.isfinite(lat).any():
+            if lat.ndim == 2:  # per device
+                fastest = np.fmin(fastest, np.nanmin(lat, axis=0)) if len(lat) else fastest
+            elif len(lat) and np.isfinite(lat).any():
                 fastest = min(fastest, float(np.nanmin(lat)))
             kept.extend(a for a, ok in zip(archs, mask) if ok)
             if on_reject is not None and not mask.all():
@@ -92,6 +97,9 @@ class Strategy(ABC):
                 return kept[:n]
             if not self.constrained:
                 break
+        if not kept and hasattr(self.objective, "infeasible_message"):
+            raise InfeasibleBudgetError(self.objective.infeasible_message(  # type: ignore[union-attr]
+                np.broadcast_to(fastest, (self.objective.n_latencies,)), self.max_tries * n))  # type: ignore[union-attr]
         if not kept:
             raise InfeasibleBudgetError(
                 f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "

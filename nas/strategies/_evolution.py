@@ -6,7 +6,10 @@ each generation keeps the top ``parent_ratio`` as parents and breeds children, a
 ``mode: aging`` (Real et al., 2019): the population is the last `population` archs told; each
 child mutates the winner of a tournament of `sample_size` random members, and the oldest dies.
 
-Candidates that miss the latency budget are rejected by the predictor before evaluation.
+Candidates that miss the latency budget are rejected by the predictor before evaluation. With a
+`MultiObjective` of goal ``per_device`` the ofa parents are an elite per device (the best within
+each device's budget, `parent_ratio` of the population shared among the devices) and an aging
+tournament is won on a device drawn per child, so every device's front is bred.
 Whole generations are bred as numpy index matrices (see `Codec`), so 100 children cost a few
 vectorized operations plus their decoding.
 """
@@ -60,6 +63,7 @@ class Evolution(Strategy):
         self._queue: deque[Arch] = deque()
         self._rows: list[np.ndarray] = []      # every told arch, in order (aging uses the tail)
         self._scores: list[float] = []
+        self._device_scores: list[list[float]] = []  # per_device goal only: a score per device
         self._seen: set[Arch] = set()
         self.generation = 0
 
@@ -80,7 +84,13 @@ class Evolution(Strategy):
     def tell(self, arch: Arch, result: ResultLike) -> None:
         self._rows.append(self.codec.encode(arch))
         self._scores.append(self.objective.score(result))
+        if self._per_device:
+            self._device_scores.append(self.objective.device_scores(result))  # type: ignore[union-attr]
         self._seen.add(arch)
+
+    @property
+    def _per_device(self) -> bool:
+        return getattr(self.objective, "goal", None) == "per_device"
 
     def _breed(self) -> None:
         cfg = self.config
@@ -92,6 +102,8 @@ class Evolution(Strategy):
         if cfg.mode == "ofa":
             n_parents = max(1, int(round(cfg.parent_ratio * cfg.population)))
             order = np.argsort(-scores, kind="stable")[:n_parents]
+            if self._per_device:
+                order = self._device_elite(n_parents)
             parents = rows[order]
             n = cfg.population - n_parents
             propose = lambda k: self._ofa_children(parents, k)  # noqa: E731
@@ -99,7 +111,11 @@ class Evolution(Strategy):
             tail = slice(len(scores) - cfg.population, None)
             pop_rows, pop_scores = rows[tail], scores[tail]
             n = max(1, cfg.population // 4)
-            propose = lambda k: self._aging_children(pop_rows, pop_scores, k)  # noqa: E731
+            if self._per_device:  # a tournament on a device drawn per child
+                dev = np.asarray(self._device_scores)[tail]
+                propose = lambda k: self._aging_children(pop_rows, dev, k)  # noqa: E731
+            else:
+                propose = lambda k: self._aging_children(pop_rows, pop_scores, k)  # noqa: E731
         self._queue.extend(self.draw_feasible(self._fresh(propose), n))
         self.generation += 1
 
@@ -115,8 +131,27 @@ class Evolution(Strategy):
     def _aging_children(self, rows: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
         k = min(self.config.sample_size, len(rows))
         picks = self.rng.integers(len(rows), size=(n, k))
+        if scores.ndim == 2:  # per device: each child's tournament scores one device
+            device = self.rng.integers(scores.shape[1], size=n)
+            winners = picks[np.arange(n), np.argmax(scores[picks, device[:, None]], axis=1)]
+            return self.codec.mutate(rows[winners], self.rng, self.config.mutate_prob)
         winners = picks[np.arange(n), np.argmax(scores[picks], axis=1)]
         return self.codec.mutate(rows[winners], self.rng, self.config.mutate_prob)
+
+    def _device_elite(self, n_parents: int) -> np.ndarray:
+        """Indices of the told archs that are the best within each device's budget, `n_parents` in all
+        (shared among the devices, round robin); archs over every budget never become parents."""
+        dev = np.asarray(self._device_scores)
+        ranked = [[i for i in np.argsort(-dev[:, d], kind="stable") if np.isfinite(dev[i, d])]
+                  for d in range(dev.shape[1])]
+        out: list[int] = []
+        for depth in range(len(dev)):
+            for r in ranked:
+                if depth < len(r) and r[depth] not in out and len(out) < n_parents:
+                    out.append(int(r[depth]))
+            if len(out) >= n_parents or all(depth >= len(r) for r in ranked):
+                break
+        return np.array(out or [int(np.argmax(self._scores))])
 
     def _fresh(self, propose: Any) -> Any:
         """Wrap a proposer so that children already evaluated are re-drawn (a few times)."""
@@ -134,7 +169,8 @@ class Evolution(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {**self._base_state(), "rng": rng_state(self.rng), "generation": self.generation,
                 "rows": np.stack(self._rows).tolist() if self._rows else [], "scores": list(self._scores),
-                "queue": [a.to_dict() for a in self._queue]}
+                "queue": [a.to_dict() for a in self._queue],
+                **({"device_scores": [list(s) for s in self._device_scores]} if self._per_device else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state(state)
@@ -142,6 +178,7 @@ class Evolution(Strategy):
         self.generation = int(state["generation"])
         self._rows = [np.asarray(r, dtype=np.int64) for r in state["rows"]]
         self._scores = [float(s) for s in state["scores"]]
+        self._device_scores = [[float(x) for x in s] for s in state.get("device_scores", [])]
         self._seen = set(self.codec.decode_many(np.asarray(state["rows"], dtype=np.int64))) if self._rows else set()
         self._queue = deque(Arch.from_dict(a) for a in state["queue"])
 

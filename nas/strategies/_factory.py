@@ -8,6 +8,7 @@ from nas._config import load
 from nas._space import SearchSpace
 from nas.strategies._base import Strategy
 from nas.strategies._evolution import Evolution, EvolutionConfig
+from nas.strategies._multi import MultiObjective
 from nas.strategies._objective import LatencyFn, Objective, SearchError
 from nas.strategies._optuna import OptunaConfig, OptunaStrategy
 from nas.strategies._random import RandomConfig, RandomSearch
@@ -38,14 +39,15 @@ def make_config(name: str, config: Mapping[str, Any] | None = None, where: str =
 
 
 def make_strategy(name: str, space: SearchSpace, config: Mapping[str, Any] | None = None, *, seed: int,
-                  objective: Objective | None = None, latency_fn: LatencyFn | None = None,
+                  objective: Objective | MultiObjective | None = None, latency_fn: LatencyFn | None = None,
                   max_tries: int = 50) -> Strategy:
     """Build strategy `name` ("random", "evolution", "aging", "rl", "tpe", "nsga2") for `space`.
 
     config: the strategy's options (see its config dataclass); seed: its RNG seed; objective: what
     it maximizes and the latency budget; latency_fn: the batch latency predictor of option-index
     rows (a latency source's ``predict_rows``) that rejects archs over budget before they are
-    evaluated (the objective's budget_ms, default its target_ms).
+    evaluated (the objective's budget_ms, default its target_ms); for a `MultiObjective` it returns
+    an (n, devices) matrix, one column per device.
     """
     cfg = make_config(name, config)  # raises naming an unknown strategy or option
     cls = STRATEGIES[name][0]

@@ -77,7 +77,8 @@ class OptunaStrategy(Strategy):
                                                  crossover_prob=cfg.crossover_prob)
 
     def _new_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-        directions = ["maximize", "minimize"] if self.multi_objective else ["maximize"]
+        n_lat = int(getattr(self.objective, "n_latencies", 1))  # one latency objective per device
+        directions = ["maximize", *["minimize"] * n_lat] if self.multi_objective else ["maximize"]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
                                    directions=directions)
@@ -93,13 +94,16 @@ class OptunaStrategy(Strategy):
             return self.codec.row_from_choices(trial.params)[None]
 
         def reject(latency_ms: np.ndarray) -> None:  # the sampler learns that this region is infeasible
-            self._tell_number(asked[-1], [0.0, float(latency_ms[0])] if self.multi_objective else [0.0])
+            row = np.atleast_1d(latency_ms[0])  # the primary latency, or one per device
+            self._tell_number(asked[-1], [0.0, *map(float, row)] if self.multi_objective else [0.0])
 
         (arch,) = self.draw_feasible(propose, 1, on_reject=reject)
         self._pending.setdefault(arch, []).append(asked[-1])
         return arch
 
     def _values(self, result: ResultLike) -> list[float]:
+        if self.multi_objective and hasattr(self.objective, "latencies"):  # one latency per device
+            return [float(result.accuracy), *self.objective.latencies(result)]  # type: ignore[union-attr]
         if self.multi_objective:
             return [float(result.accuracy), self.objective.latency(result)]
         return [self.objective.score(result)]
