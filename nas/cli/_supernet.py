@@ -59,7 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
                    help="re-estimate batch-norm statistics on N training batches of the config's data")
     p.add_argument("--data-root", default=None,
-                   help="read the config's dataset from this directory (with --recalibrate-bn)")
+                   help="read the config's dataset from this directory (with --recalibrate-bn, --quantize, --evaluate)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="post-training static quantization of the ONNX export (--format onnx): --out is the int8 "
+                        "model, the float32 one is kept beside it as <out>.float32.onnx")
+    p.add_argument("--calibration-data", type=int, default=8, metavar="N",
+                   help="--quantize: activation ranges from N batches of the train split of the checkpoint "
+                        "config's dataset")
+    p.add_argument("--evaluate", nargs="?", const="val", choices=("val", "test"), default=None, metavar="SPLIT",
+                   help="print the extracted model's top-1 on SPLIT (val | test; default val), run by ONNX Runtime "
+                        "for onnx (with --quantize: float32, int8 and their agreement), else by torch")
     p.set_defaults(func=_extract)
 
 
@@ -175,12 +184,77 @@ def _fit_predictor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _images(args: argparse.Namespace, space: Any, split: str, resolution: int, batches: int | None = None
+            ) -> list[tuple[Any, Any]]:
+    """(images, labels) numpy batches of `split` of the checkpoint config's dataset at `resolution`;
+    "calibration": `batches` seeded shuffled unaugmented train batches."""
+    import torch
+
+    from nas.data import BatchLoader
+    from nas.supernet import checkpoint_config, config_loaders, resize
+
+    config = checkpoint_config(args.checkpoint, args.data_root)
+    loaders = config_loaders(config, max(space.resolutions))
+    if split == "calibration":
+        source = BatchLoader(loaders.train.dataset, config.data["batch_size"], shuffle=True,
+                             resolution=loaders.train.image_shape[1:],
+                             generator=torch.Generator().manual_seed(config.seed + 2))
+    else:
+        source = getattr(loaders, split)
+    out = []
+    for x, y in source:
+        if batches is not None and len(out) == batches:
+            break
+        x = resize(x, resolution) if x.shape[-1] != resolution else x
+        out.append((x.numpy(), y.numpy()))
+    return out
+
+
+def _evaluate(args: argparse.Namespace, net: Any, out: Path, fp32: Path | None, space: Any, resolution: int) -> None:
+    """Print top-1 on `args.evaluate` of the written model (and of the float32 one, with --quantize)."""
+    import numpy as np
+
+    data = _images(args, space, args.evaluate, resolution)
+    labels = np.concatenate([y for _, y in data])
+    n = len(labels)
+    if args.format != "onnx":
+        import torch
+
+        with torch.no_grad():
+            pred = np.concatenate([net(torch.from_numpy(x)).argmax(1).numpy() for x, _ in data])
+        print(f"{args.evaluate} top-1 {np.mean(pred == labels):.4f} on {n} images (torch, float32)")
+        return
+    from nas.export import predict_onnx
+
+    images = [x for x, _ in data]
+    pred = predict_onnx(out, images)
+    if fp32 is None:
+        print(f"{args.evaluate} top-1 {np.mean(pred == labels):.4f} on {n} images (onnxruntime, float32)")
+        return
+    ref = predict_onnx(fp32, images)
+    print(f"{args.evaluate} top-1 on {n} images (onnxruntime): float32 {np.mean(ref == labels):.4f}, "
+          f"int8 {np.mean(pred == labels):.4f} ({(np.mean(pred == labels) - np.mean(ref == labels)) * 100:+.2f} "
+          f"points); the two agree on {np.mean(pred == ref):.4f} of the images")
+
+
 def _extract(args: argparse.Namespace) -> int:
     from nas.cli._model import read_arch
     from nas.supernet import extract, recalibrate_bn
     from nas.supernet import checkpoint_evaluator, supernet_from_checkpoint
 
     arch = read_arch(args.arch)
+    if args.quantize and args.format != "onnx":
+        from nas._errors import HwnasError
+
+        reason = ("the torch format has no int8 deployment path here" if args.format == "torch" else
+                  "litert-torch's public API has no full-integer conversion for these networks (see `nas latency "
+                  "build --dtype int8 --backend tflite`)")
+        raise HwnasError(f"--quantize {args.quantize} needs --format onnx: {reason}")
+    if args.calibration_data < 1:
+        from nas._errors import HwnasError
+
+        raise HwnasError(f"--calibration-data: {args.calibration_data} is not a positive number of batches")
+    fp32: Path | None = None
     if args.recalibrate_bn:
         supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root)
         calibration = evaluator.calibration[:args.recalibrate_bn]
@@ -204,10 +278,20 @@ def _extract(args: argparse.Namespace) -> int:
             from nas._errors import HwnasError
 
             raise HwnasError(f"--format {args.format} needs nas.export, which this build lacks") from None
-        if args.format == "onnx":
+        if args.format == "onnx" and args.quantize:
+            fp32 = out.with_name(out.name + ".float32.onnx")
+            export.export_onnx(net, fp32, shape)
+            calibration = [img[None] for x, _ in _images(args, space, "calibration", arch.resolution,
+                                                           args.calibration_data) for img in x]
+            export.quantize_onnx(fp32, out, calibration)
+            print(f"wrote {fp32} (onnx, float32)")
+        elif args.format == "onnx":
             export.export_onnx(net, out, shape)
         else:
             export.export_tflite(net, out, shape)
     layout = f"NHWC {[shape[0], shape[2], shape[3], shape[1]]}" if args.format == "tflite" else f"NCHW {list(shape)}"
-    print(f"wrote {out} ({args.format}, {arch.short()}, input {layout})")
+    kind = f", {args.quantize}: {len(calibration)} calibration images" if fp32 else ""
+    print(f"wrote {out} ({args.format}{kind}, {arch.short()}, input {layout})")
+    if args.evaluate:
+        _evaluate(args, net, out, fp32, space, arch.resolution)
     return 0
