@@ -83,8 +83,10 @@ class Strategy(ABC):
         """
         kept: list[Arch] = []
         fastest: Any = np.inf
+        sampled = 0
         for _ in range(max(1, self.max_tries)):
             rows = propose(n - len(kept))
+            sampled += len(rows)
             mask, archs, lat = self.feasible_mask(rows)
             if lat.ndim == 2:  # per device
                 fastest = np.fmin(fastest, np.nanmin(lat, axis=0)) if len(lat) else fastest
@@ -99,7 +101,7 @@ class Strategy(ABC):
                 break
         if not kept and hasattr(self.objective, "infeasible_message"):
             raise InfeasibleBudgetError(self.objective.infeasible_message(  # type: ignore[union-attr]
-                np.broadcast_to(fastest, (self.objective.n_latencies,)), self.max_tries * n))  # type: ignore[union-attr]
+                np.broadcast_to(fastest, (self.objective.n_latencies,)), sampled))  # type: ignore[union-attr]
         if not kept:
             raise InfeasibleBudgetError(
                 f"no arch in this space meets {self.objective.limit_ms:g} ms on {self.objective.describe_table()} "
