@@ -1,6 +1,6 @@
 """The cross-device matrix (issue #15): does specializing for a device pay on that device? One command:
 
-    python experiments/benchmarks/multi_device.py [--run runs/multi_device] [--passes 7]
+    python experiments/benchmarks/multi_device.py [--run runs/multi_device] [--passes 7] [--verify K]
         [--out experiments/benchmarks/multi_device.csv]
 
 Reads a finished multi-device run (experiments/multi_device.yaml), takes each device's winner and
@@ -11,6 +11,10 @@ no other winner within j's budget is more accurate than j's own), what specializ
 device (accuracy of j's winner minus the best other winner that fits j's budget; latency of j's winner
 against the others' of at least its accuracy), and Kendall's tau between the tables over 1000 random
 archs. Writes the matrix as a CSV and a heat map (the CSV's name with .png).
+
+--verify K (per_device runs): first measure each winner on its own device; one over its budget is
+replaced by the next most accurate trial within the predicted budget that measures within it (at most K
+tried; `nas.experiment.verify_winners`).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import kendalltau
 
     from nas.experiment import (RunFolder, build_latency, build_space, check_matrix, device_winners, matrix,
-                                matrix_figure, measure_winners, trials_table)
+                                matrix_figure, measure_winners, trials_table, verify_winners)
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(ROOT / "runs/multi_device"), help="a finished multi-device run folder")
     parser.add_argument("--passes", type=int, default=7, help="independent passes per network and table")
+    parser.add_argument("--verify", type=int, default=0, metavar="K",
+                        help="replace a winner over its own budget when measured (K candidates; 0: off)")
     parser.add_argument("--out", default=str(ROOT / "experiments/benchmarks/multi_device.csv"))
     args = parser.parse_args(argv)
     run = RunFolder.open(args.run)
@@ -44,8 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run} is not a multi-device run (meta.json lists {len(run.budgets)} budget(s))")
     space = build_space(run.config)
     sources = build_latency(run.config, space)
-    winners = device_winners(trials_table(run.config), run.budgets, run.goal or "joint")
+    trials = trials_table(run.config)
+    winners = device_winners(trials, run.budgets, run.goal or "joint")
     t0 = time.perf_counter()
+    if args.verify:
+        winners, notes = verify_winners(trials, winners, run.budgets, space, sources, run.path / ".verify",
+                                        candidates=args.verify, passes=args.passes)
+        for line in notes or ["every winner measures within its own budget"]:
+            print(f"verify: {line}")
     measured, skipped = measure_winners(winners, space, sources, run.path / ".matrix", run.budgets,
                                         passes=args.passes, progress=False)
     seconds = time.perf_counter() - t0
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nKendall tau between the tables over 1000 random archs:")
     for a, b in itertools.combinations(pred, 2):
         print(f"  {a} vs {b}: {kendalltau(pred[a], pred[b]).statistic:.3f}")
-    rows = [{**r, "passes": args.passes, "goal": run.goal} for r in measured.to_dict("records")]
+    rows = [{**r, "passes": args.passes, "goal": run.goal, "verify": args.verify} for r in measured.to_dict("records")]
     out = write_csv(rows, args.out)
     fig = matrix_figure(measured)
     fig.savefig(Path(out).with_suffix(".png"), dpi=120)

@@ -23,13 +23,13 @@ from nas.experiment._pareto import hypervolume, pareto_mask
 from nas.experiment._results import (RunReport, best_under_budgets, export_best_arch, hypervolume_table, measure_best,
                                      pareto_figure, pareto_plot, report, run_machine_warnings, trials_table)
 from nas.experiment._results_multi import (check_matrix, device_winners, export_winners, matrix, matrix_figure,
-                                           measurable_sources, measure_winners)
+                                           measurable_sources, measure_winners, verify_winners)
 from nas.experiment._runner import WorkerReport, run_search
 from nas.experiment._storage import fail_stale_trials, heartbeat, open_storage, storage_url
 from nas.experiment._standins import StandIns
 
 __all__ = ["check_matrix", "device_winners", "export_winners", "matrix", "matrix_figure", "measurable_sources",
-           "measure_winners", "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder",
+           "measure_winners", "verify_winners", "ConfigError", "EvaluatorConfig", "ExperimentConfig", "LatencyConfig", "ResultsConfig", "RunFolder",
            "RunReport", "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig",
            "WorkerReport", "apply_overrides", "best_under_budgets", "build_evaluator", "build_latency",
            "build_objective", "build_space", "config_from_dict", "export_best_arch", "fail_stale_trials",

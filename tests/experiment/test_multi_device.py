@@ -128,3 +128,23 @@ def test_measure_winners_builds_the_matrix_and_checks_it(tmp_path, monkeypatch) 
         {"winner_for": "b", "measured_on": "a", "accuracy": 0.9, "measured_ms": 0.9, "budget_ms": 1.0, "meets_budget": True}])
     lines = check_matrix(bad)
     assert len(lines) == 2 and "over its budget" in lines[0] and "more accurate" in lines[1]
+
+
+def test_verify_replaces_a_winner_that_measures_over_its_budget(tmp_path, monkeypatch) -> None:
+    import nas.latency
+    from nas.experiment import verify_winners
+
+    config = config_from_dict(_raw(tmp_path, search={"n_trials": 12, "progress": False}))
+    run_search(config)
+    run, df = RunFolder.open(config.run_dir), trials_table(config)
+    winners = device_winners(df, run.budgets, "per_device")
+    slow = nas.Arch.from_json(winners.arch[0])  # ort's winner measures 2x its prediction, every other arch 1x
+    monkeypatch.setattr(nas.latency, "measure_archs", lambda archs, space, table, work, **kw: np.array(
+        [(2.0 if a == slow else 1.0) * float(table.predict_many([a], space)[0]) for a in archs]))
+    setup = prepare_search(config)
+    verified, notes = verify_winners(df, winners, run.budgets, setup.space, setup.sources, tmp_path / "v")
+    ort = verified.iloc[0]
+    assert ort.trial != winners.trial[0] and ort.verified_ms <= ort.budget_ms and "replaced by trial" in notes[0]
+    assert ort.accuracy <= winners.accuracy[0]
+    if nas.Arch.from_json(winners.arch[1]) != slow:
+        assert verified.trial[1] == winners.trial[1]  # a winner within its budget stays
