@@ -163,4 +163,6 @@ def test_bundle_networks_calibrate_check_and_validate_from_the_device(tmp_path, 
 
     result = check_table(table, space, work=tmp_path / "check", progress=False)  # this machine is the device
     assert [r["name"] for r in result.rows] == [c["name"] for c in canaries["archs"]]
-    assert not result.diffs and result.verdict in ("MATCH", "DRIFT")
+    assert [r["table_ms"] for r in result.rows] == [by_id[c["id"]] for c in canaries["archs"]], \
+        "checked against the device's own canary timings"
+    assert not result.diffs, "same machine: no fingerprint field differs (the verdict of tiny nets is noise)"
