@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nas.strategies._objective import REWARD_PRESETS, ResultLike, SearchError, reward_exponent
+from nas.strategies._objective import (ResultLike, SearchError, check_reward, reward_exponent,
+                                      reward_exponents)
 
 GOALS = ("joint", "per_device")
 
@@ -70,10 +71,7 @@ class MultiObjective:
             raise SearchError(f"a multi-device objective needs two or more devices, got {len(self.devices)}")
         if self.goal not in GOALS:
             raise SearchError(f"goal {self.goal!r} is not one of {', '.join(GOALS)}")
-        if self.reward not in (*REWARD_PRESETS, "accuracy", "custom"):
-            raise SearchError(f"reward {self.reward!r} is not one of accuracy, soft, hard, custom")
-        if self.reward == "custom" and (self.alpha is None or self.beta is None):
-            raise SearchError("reward 'custom' needs alpha and beta")
+        check_reward(self.reward, self.alpha, self.beta)
 
     # ------------------------------------------------------------------ what strategies read
     @property
@@ -101,11 +99,7 @@ class MultiObjective:
 
     @property
     def exponents(self) -> tuple[float, float]:
-        if self.reward in REWARD_PRESETS:
-            return REWARD_PRESETS[self.reward]
-        if self.reward == "custom":
-            return float(self.alpha), float(self.beta)  # type: ignore[arg-type]
-        return 0.0, 0.0
+        return reward_exponents(self.reward, self.alpha, self.beta)
 
     def feasible(self, latency_ms: np.ndarray) -> np.ndarray:
         """Mask of the rows of an (n, devices) latency matrix that meet every budget (joint) or at

@@ -54,10 +54,7 @@ class Objective:
     beta: float | None = None
 
     def __post_init__(self) -> None:
-        if self.reward not in (*REWARD_PRESETS, "accuracy", "custom"):
-            raise SearchError(f"reward {self.reward!r} is not one of accuracy, soft, hard, custom")
-        if self.reward == "custom" and (self.alpha is None or self.beta is None):
-            raise SearchError("reward 'custom' needs alpha and beta")
+        check_reward(self.reward, self.alpha, self.beta)
         if self.target_ms is not None and not self.target_ms > 0:
             raise SearchError(f"target_ms must be positive, got {self.target_ms}")
         if self.budget_ms is not None and not self.budget_ms > 0:
@@ -71,11 +68,7 @@ class Objective:
 
     @property
     def exponents(self) -> tuple[float, float]:
-        if self.reward in REWARD_PRESETS:
-            return REWARD_PRESETS[self.reward]
-        if self.reward == "custom":
-            return float(self.alpha), float(self.beta)  # type: ignore[arg-type]
-        return 0.0, 0.0
+        return reward_exponents(self.reward, self.alpha, self.beta)
 
     def latency(self, result: ResultLike) -> float:
         lat = result.latency_ms
@@ -102,6 +95,23 @@ class Objective:
 
     def describe_table(self) -> str:
         return self.table or "the latency table"
+
+
+def check_reward(reward: str, alpha: float | None, beta: float | None) -> None:
+    """`SearchError` unless `reward` is accuracy, a preset (soft, hard) or custom with both exponents."""
+    if reward not in (*REWARD_PRESETS, "accuracy", "custom"):
+        raise SearchError(f"reward {reward!r} is not one of accuracy, soft, hard, custom")
+    if reward == "custom" and (alpha is None or beta is None):
+        raise SearchError("reward 'custom' needs alpha and beta")
+
+
+def reward_exponents(reward: str, alpha: float | None, beta: float | None) -> tuple[float, float]:
+    """(w inside the budget, w outside) of a reward: a preset's, custom's (alpha, beta), accuracy's (0, 0)."""
+    if reward in REWARD_PRESETS:
+        return REWARD_PRESETS[reward]
+    if reward == "custom":
+        return float(alpha), float(beta)  # type: ignore[arg-type]
+    return 0.0, 0.0
 
 
 def reward_exponent(ratio: Any, below: float, above: float) -> Any:
