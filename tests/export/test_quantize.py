@@ -18,12 +18,7 @@ from nas.export import (INT8, QuantSettings, QuantizeError, export_onnx, fold_bn
                         random_calibration)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

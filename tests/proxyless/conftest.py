@@ -1,17 +1,12 @@
 import pytest
-import torch
 
 import nas
 from nas.latency import LatencyTable
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: one intra-op thread avoids spin-wait thrash on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Tiny convolutions: every proxyless test runs single-threaded (`one_thread` in tests/conftest.py)."""
 
 
 def work_table(space: nas.SearchSpace) -> LatencyTable:

@@ -13,11 +13,8 @@ import nas
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every supernet test runs single-threaded (`one_thread` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
