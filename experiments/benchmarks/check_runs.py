@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.rounds):
             for runs in (full_runs, CHECK_RUNS):
                 work = tmp / f"r{rnd}-{runs}"
-                if models.exists():
-                    shutil.copytree(models, work / "models")
+                shutil.copytree(models, work / "models")
                 t0 = time.perf_counter()
                 record = measure_canaries(table, space, passes, work, False, archs, runs=runs)
                 secs[runs].append(time.perf_counter() - t0)

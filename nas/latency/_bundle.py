@@ -136,9 +136,8 @@ def import_measured(measured: str | Path, out: str | Path, device_name: str | No
     return table
 
 
-def measured_networks(measured: str | Path, role: str) -> list[Mapping[str, Any]]:
-    """The whole networks with `role` that the device runner measured into `measured` (its sidecar)."""
-    meta = LatencyTable.load(measured).metadata
+def measured_networks(measured: str | Path, meta: Mapping[str, Any], role: str) -> list[Mapping[str, Any]]:
+    """The whole networks with `role` that the device runner measured into `measured` (`meta`: its sidecar)."""
     found = [n for n in meta.get("networks") or [] if role in n["roles"]]
     if not found:
         raise TableError(f"{str(measured)!r} holds no {role} networks measured on the device: bundle with "
@@ -150,14 +149,14 @@ def validate_measured(table: LatencyTable, space: "SearchSpace", measured: str |
     """Score `table` against the held-out whole networks the device runner measured into `measured`
     (a bundle made with ``validation=N``); the report `validate` gives."""
     table.check_covers(space)
-    networks = measured_networks(measured, "validation")
+    meta = LatencyTable.load(measured).metadata
+    networks = measured_networks(measured, meta, "validation")
     used = set((table.calibration.info.get("arch_ids") or []) if table.calibration else [])
     ids = [base_id(n["id"]) for n in networks]
     if used & set(ids):
         raise TableError(f"{len(used & set(ids))} of the networks in {str(measured)!r} were used to fit the "
                          f"calibration of {table.where}: they are not held out")
     archs = [Arch.from_dict(n["arch"]) for n in networks]
-    meta = LatencyTable.load(measured).metadata
     report = score(table, space, archs, ["random"] * len(archs), [n["latency_ms"] for n in networks],
                    [n["spread_pct"] for n in networks], VALIDATION_SEED, meta.get("networks_passes"))
     report["measured_on"] = {"file": Path(measured).name, "device_name": meta.get("device_name"),
