@@ -29,6 +29,9 @@ GRACE_S = 60
 OWNERLESS_GRACE_S = 5.0
 """A live worker names itself on a trial milliseconds after asking for it; a RUNNING trial still
 ownerless after this long belongs to a process killed in between, and is not counted."""
+CREATE_ATTEMPTS = 8
+"""Workers started together on a fresh storage race to create its tables (Optuna creates them
+check-then-act); the losers see "already exists" / a unique-key error and retry this many times."""
 
 
 def storage_url(config: ExperimentConfig) -> str:
@@ -62,9 +65,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     url = postgres_driver(url)
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, **kwargs)
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, OperationalError, ProgrammingError):
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # another worker is creating the schema: it is there next time
+    raise AssertionError("unreachable")
 
 
 def check_storage(config: ExperimentConfig) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,20 +85,30 @@ def test_changed_experiment_in_same_run_dir_names_the_keys(tmp_path) -> None:
         run_search(config_from_dict(raw, ["seed=5"]))
 
 
+def _completed_read_only(db: Path) -> int:
+    """COMPLETE trials in a SQLite study, read without creating or migrating anything (the search
+    under test owns the file)."""
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
 def test_sigkill_then_rerun_keeps_completed_trials(tmp_path) -> None:
     raw = _config(tmp_path, search={"n_trials": 400, "progress": False})
     path = _write(tmp_path, raw)
-    proc = _cli("search", "--config", str(path))
-    deadline = time.time() + 60
-    done_before = 0
-    while time.time() < deadline:
-        time.sleep(0.5)
-        try:
-            done_before = len(_study(raw).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-        except (KeyError, Exception):  # study not created yet
-            continue
-        if done_before >= 10:
-            break
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--config", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and _completed_read_only(tmp_path / "run" / "study.db") < 10:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"search exited early ({proc.returncode}): {(tmp_path / 'stderr.txt').read_text()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t.number: t.user_attrs["arch"] for t in _study(raw).get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
@@ -117,7 +129,6 @@ def test_four_workers_share_one_study(tmp_path, storage) -> None:
     url = None if storage == "sqlite" else str(tmp_path / "study.journal")
     raw = _config(tmp_path, search={"n_trials": 24, "progress": False, "storage": url})
     path = _write(tmp_path, raw)
-    run_search(config_from_dict(raw, ["search.n_trials=1"]))  # create the run folder once
     procs = [_cli("search", "--config", str(path)) for _ in range(4)]
     for p in procs:
         _, err = p.communicate(timeout=180)
@@ -130,6 +141,24 @@ def test_four_workers_share_one_study(tmp_path, storage) -> None:
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     workers = {t.user_attrs["worker"]["pid"] for t in complete}
     assert len(workers) >= 2  # they really shared the work
+
+
+def test_workers_started_together_create_one_storage(tmp_path) -> None:
+    """Workers launched at once race to create a fresh SQLite study's tables: none may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nas.experiment import open_storage
+
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'study{round_}.db'}"
+        start = threading.Barrier(6)
+
+        def open_one(_: int) -> str:
+            start.wait()
+            return type(open_storage(url)).__name__
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(open_one, range(6))) == ["RDBStorage"] * 6
 
 
 def test_infeasible_budget_is_a_one_line_error(tmp_path) -> None:
