@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -182,8 +181,6 @@ def test_unknown_config_key_is_named(tmp_path) -> None:
 def test_table_missing_space_keys_names_them(tmp_path) -> None:
     latency = pytest.importorskip("nas.latency")
     small = nas.load_space("ofa_mbv3", resolutions=[32], num_classes=10, in_channels=1).restrict(kernel=[3], expand=[3])
-    from nas.evaluators import arch_macs  # noqa: F401  (entries: any positive numbers; the runner is under test)
-
     stats = {"latency_ms": 0.1, "mean_ms": 0.1, "std_ms": 0.0, "p90_ms": 0.1, "count": 1, "passes": 3,
              "spread_pct": 0.0, "remeasured": 0, "flagged": 0}
     table = latency.LatencyTable({k: stats for k in small.all_block_keys()},
