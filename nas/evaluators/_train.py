@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Sequence
 
@@ -29,6 +30,20 @@ class TrainEvaluator(EvaluatorBase):
                  max_steps: int | None = None, batch_size: int = 128, lr: float = 0.05,
                  weight_decay: float = 4e-5, augment: bool = False, val_limit: int | None = None,
                  bn_batches: int = 8, seed: int = 0) -> None:
+        """The options (``evaluator.options``):
+
+        dataset: a `nas.data` dataset name (fashion_mnist_tiny ships in the package) or folder.
+        root: the directory to read the dataset from (default: where `nas.data` finds it).
+        epochs: training epochs per arch.
+        max_steps: stop after this many steps even if the epochs are not done (null: no cap).
+        batch_size: training batch size.
+        lr: peak SGD learning rate (cosine schedule).
+        weight_decay: SGD weight decay.
+        augment: random crop and horizontal flip while training.
+        val_limit: validation images scored (null: the whole validation split).
+        bn_batches: training batches that re-estimate batch-norm statistics before scoring.
+        seed: weights, data order and augmentation (the same arch gives the same accuracy).
+        """
         super().__init__(space, latency)
         from nas.data import load_dataset
 
@@ -82,15 +97,9 @@ class TrainEvaluator(EvaluatorBase):
                 if done >= steps:
                     break
         # short runs leave BN running statistics far from the final weights': re-estimate them
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        with torch.no_grad():
-            for i, (x, _) in enumerate(loaders.train):
-                model(x)
-                if i + 1 >= self.bn_batches:
-                    break
+        from nas.supernet import recalibrate_bn
+
+        recalibrate_bn(model, itertools.islice(loaders.train, self.bn_batches))
         model.eval()
         correct = total = 0
         with torch.no_grad():

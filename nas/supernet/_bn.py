@@ -11,12 +11,13 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from nas._arch import Arch
 from nas._model import Network
 
 Batch = torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+"""The batch norms `recalibrate_bn` re-estimates (torch's public classes)."""
 
 
 def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -34,7 +35,7 @@ def recalibrate_bn(net: nn.Module, batches: Iterable[Batch], resolution: int | N
 
     Weights are untouched; `net` is returned in eval mode.
     """
-    norms = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    norms = [m for m in net.modules() if isinstance(m, BATCH_NORMS)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
