@@ -9,6 +9,7 @@ from torch import nn
 
 from nas._arch import Arch
 from nas.supernet._bn import Batch, recalibrated, resize
+from nas.supernet._quant import fake_quantized
 
 
 @torch.no_grad()
@@ -32,22 +33,27 @@ class SharedWeightEvaluator:
     """Validation accuracy of any arch of a supernet, with BN recalibrated per arch, cached by arch.
 
     `calibration` is a fixed list of training batches (the same for every arch, so results are
-    comparable and reproducible); `validation` is re-iterated for each new arch.
+    comparable and reproducible); `validation` is re-iterated for each new arch. With ``int8`` the
+    recalibrated subnet is evaluated under simulated int8 (`fake_quantized`, activation ranges from
+    the same calibration batches): the accuracy its int8 export would have.
     """
 
     def __init__(self, supernet: nn.Module, calibration: Sequence[Batch],
-                 validation: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+                 validation: Iterable[tuple[torch.Tensor, torch.Tensor]], int8: bool = False) -> None:
         if not calibration:
             raise ValueError("SharedWeightEvaluator needs at least one calibration batch")
         self.supernet = supernet
         self.calibration = list(calibration)
         self.validation = validation
+        self.int8 = int8
         self._cache: dict[Arch, float] = {}
 
     def __call__(self, arch: Arch) -> float:
         """Validation accuracy (0..1) of `arch` with shared weights."""
         if arch not in self._cache:
             net = recalibrated(self.supernet, arch, self.calibration)
+            if self.int8:
+                net = fake_quantized(net, self.calibration, arch.resolution)
             self._cache[arch] = accuracy(net, self.validation, arch.resolution)
         return self._cache[arch]
 

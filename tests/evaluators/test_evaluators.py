@@ -131,3 +131,35 @@ def test_option_index_keeps_bools_numbers_and_strings_apart() -> None:
 
     assert option_index((1, True), True) == 1 and option_index((True, 1), 1) == 1
     assert option_index((0.0, 0.25), 0) == 0 and option_index(("1",), 1) is None
+
+
+def test_supernet_evaluator_scores_simulated_int8_on_request_and_keeps_float32_for_the_float32_front() -> None:
+    """The shipped quickstart supernet with (empty, unchecked) tables of each dtype: float32 accuracy by
+    default; `int8: true` scores simulated int8 and, beside a float32 table, records float32 too."""
+    pytest.importorskip("nas.supernet")
+    from pathlib import Path
+
+    from nas.data import DatasetError, find_dataset_root
+    from nas.evaluators import TableLatency
+    from nas.evaluators._supernet import SupernetEvaluator, table_dtypes
+    from nas.latency import LatencyTable
+
+    try:
+        find_dataset_root("fashion_mnist")
+    except DatasetError:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    weights = str(Path(__file__).resolve().parents[2] / "experiments/weights/supernet_fmnist.pt")
+    sp = nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=0.5)
+    int8, fp32 = (TableLatency(LatencyTable({}, {"dtype": d}), sp, name=d, check=False) for d in ("int8", "float32"))
+    assert table_dtypes([int8, fp32, MacsProxy(sp)]) == {"int8", "float32"}
+    arch = sp.sample(np.random.default_rng(0))
+
+    def score(sources, **options):
+        ev = SupernetEvaluator.from_checkpoint(sp, sources, checkpoint=weights, val_limit=300, **options)
+        acc, extras = ev.accuracies([arch])
+        return ev.int8, float(acc[0]), extras[0]
+
+    simulated, accuracy, extra = score([int8, fp32], int8=True)
+    assert simulated and set(extra) == {"accuracy_float32"}
+    assert score([int8, fp32]) == (False, extra["accuracy_float32"], {})  # the default: float32
+    assert score([int8], int8=True) == (True, accuracy, {})  # one dtype: nothing else to record
