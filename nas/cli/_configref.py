@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import sys
 import textwrap
 import types
@@ -108,8 +109,27 @@ def rows(cls: type, prefix: str = "", skip: Sequence[str] = ()) -> Iterator[Row]
             yield from rows(section, f"{key}.N." if many else f"{key}.")
 
 
+def option_docs(fn: Callable[..., Any]) -> dict[str, str]:
+    """An option's description from `fn`'s docstring: a paragraph line ``name: text`` (its
+    continuation lines indented under it or running on until a blank line), as one line."""
+    docs: dict[str, str] = {}
+    name = None
+    for line in inspect.cleandoc(fn.__doc__ or "").splitlines():
+        m = re.match(r"^(\w+): (.+)$", line)
+        if m and m.group(1) in inspect.signature(fn).parameters:
+            name = m.group(1)
+            docs[name] = m.group(2).strip()
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+        else:
+            name = None
+    return docs
+
+
 def option_rows(fn: Callable[..., Any], skip: Sequence[str], seeded: bool) -> Iterator[Row]:
-    """A row per keyword option of `fn` (as `nas.experiment.build_evaluator` checks them)."""
+    """A row per keyword option of `fn` (as `nas.experiment.build_evaluator` checks them), described by
+    `option_docs`."""
+    docs = option_docs(fn)
     for p in inspect.signature(fn).parameters.values():
         if p.name in ("self", "cls", *skip) or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
             continue
@@ -117,7 +137,8 @@ def option_rows(fn: Callable[..., Any], skip: Sequence[str], seeded: bool) -> It
         default = "required" if p.default is p.empty else _value(p.default)
         if seeded and p.name == "seed":
             default = "the experiment's `seed`"
-        yield p.name, annotation.replace(" | None", ", or null").replace(" | ", " or "), default, ""
+        doc = docs.get(p.name, "")
+        yield p.name, annotation.replace(" | None", ", or null").replace(" | ", " or "), default, doc[:1].upper() + doc[1:]
 
 
 def _table(body: Sequence[Row]) -> list[str]:
@@ -214,8 +235,11 @@ def supernet_space_rows() -> list[Row]:
 
 
 def undocumented() -> list[str]:
-    """Config keys (not evaluator options) without a description."""
-    return [row[0] for row in render_rows() if not row[3]]
+    """Config keys and evaluator options without a description."""
+    missing = [row[0] for row in render_rows() if not row[3]]
+    for name, (fn, skip, seeded) in _evaluators().items():
+        missing += [f"evaluator {name}: {row[0]}" for row in option_rows(fn, skip, seeded) if not row[3]]
+    return missing
 
 
 def render_rows() -> Iterator[Row]:

@@ -27,6 +27,13 @@ class SyntheticEvaluator(EvaluatorBase):
 
     def __init__(self, space: SearchSpace, latency: Sequence[LatencySource] = (), *, seed: int = 0,
                  low: float = 0.5, high: float = 0.95, sharpness: float = 4.0) -> None:
+        """The options (``evaluator.options``):
+
+        seed: picks the optimum and the weights (its own stream: never a strategy's draws).
+        low: the accuracy far from the optimum.
+        high: the accuracy of the optimum (`optimum()`).
+        sharpness: how fast accuracy falls off with the weighted distance to the optimum.
+        """
         super().__init__(space, latency)
         rng = np.random.default_rng([seed, 0x5F17E71C])  # its own stream: never a strategy's draws
         raw = np.floor(rng.random(self.codec.ndims) * self.codec.sizes).astype(np.int64)

@@ -134,7 +134,10 @@ class AccuracyPredictor(nn.Module):
 
 def load_accuracy_predictor(path: str | os.PathLike[str], space: SearchSpace | None = None) -> AccuracyPredictor:
     """Load a predictor written by ``nas supernet fit-predictor``; with `space`, check that it was
-    trained on that space (same declaration) and name the differing keys otherwise."""
+    trained on that space (same declaration) and name the differing keys otherwise.
+
+    path: the predictor file ``nas supernet fit-predictor`` wrote.
+    """
     predictor = AccuracyPredictor.load(path)
     if space is not None:
         theirs, ours = predictor.space.to_dict(), space.to_dict()
