@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure the best arch end to end on each table's backend (predicted vs measured; "
                         "run under the CPU lock); a multi-device run measures each device's winner on every "
                         "table that can be measured here (the cross-device matrix, measured.csv)")
+    r.add_argument("--verify", type=int, default=0, metavar="K",
+                   help="before exporting and measuring, time the best arch (each device's winner) on its own table "
+                        "here; one over its budget is replaced by the most accurate trial that measures within it "
+                        "(K candidates per round, up to 3 rounds, later rounds corrected by the table's bias on the "
+                        "candidates; run under the CPU lock)")
     r.set_defaults(func=_results)
 
 
@@ -50,14 +55,43 @@ def _results(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     rep = report(run, export_best=args.export_best, budget_ms=args.budget_ms)
     _print_report(rep)
-    if args.measure and rep.winners is not None:
-        _measure_winners(run, rep.winners)
+    winners, verified = rep.winners, None
+    if args.verify:
+        winners, verified = _verify(run, rep, args)
+    if args.measure and winners is not None:
+        _measure_winners(run, winners)
     elif args.measure:
-        for m in measure_best(run, args.budget_ms):
+        for m in measure_best(run, args.budget_ms, arch_json=verified):
             print(f"best arch (trial {m['trial']}, {m['strategy']}): accuracy {m['accuracy']:.4f}, latency on "
                   f"{m['table']}: predicted {m['predicted_ms']:.3f} ms, measured {m['measured_ms']:.3f} ms "
-                  f"({m['error_pct']:+.1f}%); table check here: {m['check']} ({m['check_reason']})")
+                  f"({m['error_pct']:+.1f}%)"
+                  + (f", {'within' if m['meets_budget'] else 'OVER'} the {m['budget_ms']:.4g} ms budget"
+                     if m["meets_budget"] is not None else "")
+                  + f"; table check here: {m['check']} ({m['check_reason']})")
     return 0
+
+
+def _verify(run, rep, args):  # noqa: ANN001, ANN202 - RunFolder, RunReport, Namespace -> (winners | None, arch JSON | None)
+    """--verify K: the verified winners (multi-device), or the verified best arch's JSON (one budget);
+    --export-best is rewritten with them."""
+    from nas.experiment import export_best_arch, export_winners, verify_best
+
+    winners, notes = verify_best(run, rep.trials, rep.winners, args.budget_ms, args.verify)
+    for line in notes:
+        print(f"verify: {line}")
+    for w in winners.itertuples():
+        if w.arch:
+            print(f"verified: {w.device}: trial {w.trial}, accuracy {w.accuracy:.4f}, measured {w.verified_ms:.4g} ms "
+                  f"against {w.budget_ms:.4g} ms ({'within' if w.verified_ms <= w.budget_ms else 'OVER'})")
+    if rep.winners is not None:
+        winners.drop(columns=["arch"]).to_csv(run.path / "winners.csv", index=False)
+        if args.export_best:
+            export_winners(winners, args.export_best)
+        return winners, None
+    arch = winners.arch.iloc[0] or None
+    if args.export_best and arch:
+        export_best_arch(rep.trials[rep.trials.arch == arch], args.export_best)
+    return None, arch
 
 
 def _measure_winners(run, winners) -> None:  # noqa: ANN001 - RunFolder, pandas.DataFrame
@@ -106,7 +140,13 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
             winners = rep.winners.drop(columns=["arch", "goal"])
             winners["arch_short"] = winners["arch_short"].map(lambda s: s if len(s) <= 60 else s[:57] + "...")
             print(winners.to_string(index=False))
+    if rep.dtype_ratios is not None:
+        for r in rep.dtype_ratios.itertuples():
+            print(f"\nint8/float32 across the space ({r.archs} random archs, {r.int8_table} vs {r.float32_table}): "
+                  f"median {r.median:.3f} [5th {r.p5:.3f}, 95th {r.p95:.3f}], {r.slower_in_int8_pct:.1f}% slower in int8")
     print(f"\ntrials: {rep.csv_path}\nplot:   {rep.plot_path}")
+    if rep.dtype_plot is not None:
+        print(f"float32 vs int8: {rep.dtype_plot}")
     if rep.exported_per_device:
         print("best arch per device: " + ", ".join(str(p) for p in rep.exported_per_device))
     elif rep.exported:

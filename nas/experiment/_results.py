@@ -16,7 +16,8 @@ from nas._errors import HwnasError
 from nas.experiment._build import build_latency, build_space, machine_warnings
 from nas.experiment._config import ConfigError, ExperimentConfig
 from nas.experiment._pareto import hypervolume, pareto_mask
-from nas.experiment._results_multi import device_winners, export_winners
+from nas.experiment._results_dtype import dtype_pairs, dtype_report
+from nas.experiment._results_multi import device_winners, export_winners, verify_winners
 from nas.experiment._rundir import RunFolder
 from nas.experiment._standins import StandIns
 from nas.experiment._storage import open_storage, storage_url, study_name
@@ -48,6 +49,9 @@ def trials_table(config: ExperimentConfig) -> pd.DataFrame:
                 "arch_short": rec.get("arch_short", ""), "arch": t.user_attrs.get("arch", "")}
             for name, ms in (res.get("latency_ms") or {}).items():
                 row[f"latency_ms[{name}]"] = ms
+            for name, value in (res.get("extra") or {}).items():  # e.g. accuracy_int8 beside accuracy
+                if name not in row and isinstance(value, (int, float)):
+                    row[name] = value
             rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -180,6 +184,10 @@ class RunReport:
     """A multi-device run's winner per device (`device_winners`; winners.csv); None for one budget."""
     exported_per_device: list[Path] | None = None
     """A multi-device run's `--export-best DIR`: one arch JSON per device."""
+    dtype_plot: Path | None = None
+    """dtypes.png when the run has float32 and int8 tables of one backend (`dtype_report`)."""
+    dtype_ratios: pd.DataFrame | None = None
+    """int8/float32 speed-up across the space per table pair (dtype_ratio.csv)."""
 
 
 def report(run: str | Path | RunFolder, export_best: str | Path | None = None, budget_ms: float | None = None
@@ -210,6 +218,10 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     best.drop(columns=["arch"], errors="ignore").to_csv(folder / "best.csv", index=False)
     stand_ins = StandIns.of(config)
     plot = pareto_plot(df, presets, folder / "pareto.png", budgets, stand_ins)
+    dtypes = None
+    if dtype_pairs(run.meta.get("tables") or []):
+        space = build_space(config)
+        dtypes = dtype_report(df, run.meta["tables"], build_latency(config, space), space, folder)
     exported, winners, per_device = None, None, None
     if len(run.budgets) >= 2:
         winners = device_winners(df, run.budgets, run.goal or "joint")
@@ -219,7 +231,8 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
             exported = Path(export_best)
     elif export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else run.budget_ms)
-    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, winners, per_device)
+    return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, winners, per_device,
+                     *(dtypes or (None, None)))
 
 
 def run_machine_warnings(run: RunFolder) -> list[str]:
@@ -241,21 +254,42 @@ def best_arch(df: pd.DataFrame, budget_ms: float | None = None) -> pd.Series:
     return done.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
 
 
-def measure_best(run: RunFolder, budget_ms: float | None = None, work: str | Path | None = None
-                 ) -> list[dict[str, Any]]:
+def verify_best(run: RunFolder, df: pd.DataFrame, winners: pd.DataFrame | None, budget_ms: float | None = None,
+                candidates: int = 5, work: str | Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """`verify_winners` for any run: a multi-device run's `winners`, or a one-budget run's best arch
+    within `budget_ms` (default the search's) on its primary table. Measures on this machine; run
+    under the CPU lock."""
+    space = build_space(run.config)
+    sources = build_latency(run.config, space)
+    budgets = run.budgets
+    if winners is None:
+        budget_ms = budget_ms if budget_ms is not None else run.budget_ms
+        if budget_ms is None:
+            raise ConfigError(f"run {str(run.path)!r} has no budget to verify against; pass --budget-ms")
+        budgets = [{"table": sources[0].name, "budget_ms": budget_ms}]
+        winners = device_winners(df, budgets, "per_device")
+    return verify_winners(df, winners, budgets, space, sources, Path(work or run.path / ".verify"), candidates)
+
+
+def measure_best(run: RunFolder, budget_ms: float | None = None, work: str | Path | None = None,
+                 arch_json: str | None = None) -> list[dict[str, Any]]:
     """Measure the best arch end to end on each table's backend (threads, protocol of the table):
-    predicted vs measured ms, and `nas latency check`'s verdict on the table here. Run under the CPU
+    predicted vs measured ms, whether the measurement meets the budget (primary table), and
+    `nas latency check`'s verdict on the table here. `arch_json`: that trial's arch instead (a
+    verified winner, `verify_best`). Run under the CPU
     lock for valid figures."""
     from nas.evaluators import TableLatency
     from nas.latency import check_table, measure_archs
 
     config = run.config
     work = Path(work or run.path / ".measure")
-    row = best_arch(trials_table(config), budget_ms if budget_ms is not None else run.budget_ms)
+    budget_ms = budget_ms if budget_ms is not None else run.budget_ms
+    df = trials_table(config)
+    row = best_arch(df, budget_ms) if arch_json is None else df[df.arch == arch_json].iloc[0]
     arch = Arch.from_json(row.arch)
     space = build_space(config)
     out = []
-    for source in build_latency(config, space):
+    for i, source in enumerate(build_latency(config, space)):
         if not isinstance(source, TableLatency):
             continue
         measured = float(measure_archs([arch], space, source.table, work, progress=False)[0])
@@ -264,7 +298,8 @@ def measure_best(run: RunFolder, budget_ms: float | None = None, work: str | Pat
         out.append({"table": source.name, "trial": int(row.trial), "strategy": row.strategy,
                     "accuracy": float(row.accuracy), "predicted_ms": predicted, "measured_ms": measured,
                     "error_pct": 100 * (predicted - measured) / measured, "check": verdict.verdict,
-                    "check_reason": verdict.reason})
+                    "check_reason": verdict.reason, "budget_ms": budget_ms if i == 0 else None,
+                    "meets_budget": None if i > 0 or budget_ms is None else bool(measured <= budget_ms)})
     return out
 
 

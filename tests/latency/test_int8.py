@@ -143,3 +143,28 @@ def test_int8_bundle_runs_on_a_torch_free_device_and_imports_as_int8(tmp_path, t
     assert table.calibration is not None and len(table.calibration.info["arch_ids"]) == 4
     report = validate_measured(table, space, tmp_path / "measured.csv")
     assert report["dtype"] == "int8" and report["random"]["calibrated"]["n"] == 2
+
+
+def test_one_search_over_float32_and_int8_tables_draws_both_fronts(int8_table, tmp_path, tiny_space, fast_protocol):
+    """A search scored on a float32 and an int8 table of one backend: results pairs them, puts both
+    fronts on one figure (dtypes.png) and summarizes the int8/float32 speed-up across the space."""
+    from nas.experiment import build_latency, config_from_dict, report, run_search
+
+    space = tiny_space()
+    fp32 = build_table(space, "onnxruntime", tmp_path / "tiny_fp32.csv", threads=1, device_name="here",
+                       protocol=fast_protocol, progress=False, canaries=False)
+    raw = {"name": "d", "run_dir": str(tmp_path / "run"), "space": {"name": str(space.source)},
+           "evaluator": {"name": "synthetic"}, "strategy": {"name": "random"}, "search": {"n_trials": 12, "progress": False},
+           "latency": {"tables": [{"path": str(int8_table.path), "name": "i8", "dtype": "int8"},
+                                  {"path": str(fp32.path), "name": "f32", "dtype": "float32"}]}}
+    run_search(config_from_dict(raw))
+    rep = report(tmp_path / "run")
+    assert rep.dtype_plot == tmp_path / "run" / "dtypes.png" and rep.dtype_plot.stat().st_size > 10_000
+    (row,) = rep.dtype_ratios.itertuples()
+    assert (row.float32_table, row.int8_table, row.archs) == ("f32", "i8", 1000)
+    assert row.p5 <= row.median <= row.p95 and 0 <= row.slower_in_int8_pct <= 100
+    by_name = {s.name: s for s in build_latency(config_from_dict(raw), space)}
+    arch = space.sample(np.random.default_rng(0))
+    ratio = by_name["i8"].predict_many([arch])[0] / by_name["f32"].predict_many([arch])[0]
+    assert ratio != 1.0  # two measured tables, not one table twice
+    assert (tmp_path / "run" / "dtype_ratio.csv").is_file()
