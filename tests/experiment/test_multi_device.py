@@ -148,3 +148,25 @@ def test_verify_replaces_a_winner_that_measures_over_its_budget(tmp_path, monkey
     assert ort.accuracy <= winners.accuracy[0]
     if nas.Arch.from_json(winners.arch[1]) != slow:
         assert verified.trial[1] == winners.trial[1]  # a winner within its budget stays
+
+
+def test_verify_corrects_a_table_that_is_optimistic_on_the_candidates(tmp_path, monkeypatch) -> None:
+    """Every arch measures 1.25x its prediction: a round whose candidates all miss the budget teaches
+    the bias, and the next round takes the most accurate trial the corrected table fits."""
+    import nas.latency
+    from nas.experiment import verify_best
+
+    config = config_from_dict(_raw(tmp_path, search={"n_trials": 30, "progress": False}))
+    run_search(config)
+    run, df = RunFolder.open(config.run_dir), trials_table(config)
+    monkeypatch.setattr(nas.latency, "measure_archs", lambda archs, space, table, work, **kw: np.array(
+        [1.25 * float(table.predict_many([a], space)[0]) for a in archs]))
+    verified, notes = verify_best(run, df, device_winners(df, run.budgets, "per_device"), candidates=2)
+    done = df[df.state == "COMPLETE"].drop_duplicates("arch")
+    for w in verified.itertuples():
+        col = f"latency_ms[{w.device}]"
+        fits = done[1.25 * done[col] <= w.budget_ms].sort_values(["accuracy", col], ascending=[False, True])
+        assert not fits.empty and w.trial == fits.trial.iloc[0] and w.verified_ms <= w.budget_ms
+    assert all(len(notes) == 0 or "too fast" in n or "replaced" in n for n in notes)
+    one, _ = verify_best(run, df, None, candidates=2)  # a one-budget view: the primary table's best arch
+    assert len(one) == 1 and one.device[0] == run.budgets[0]["table"] and one.verified_ms[0] <= run.budget_ms
