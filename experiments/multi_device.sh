@@ -6,8 +6,9 @@
 #   2. one search over the quickstart supernet (shipped weights) scored for every table at once
 #      (experiments/multi_device.yaml: latency.goal per_device, a budget per table)
 #   3. results per device: best arch per device and budget, one Pareto panel per device, one arch JSON
-#      per device (runs/multi_device/best/), each winner measured on every table
-#   4. the cross-device matrix: each device's winner measured on every device (7 passes), CSV + heat map
+#      per device (runs/multi_device/best/), each verified on its own device (--verify 5: one that
+#      measures over its budget is replaced by the most accurate trial that measures within it)
+#   4. the cross-device matrix: each verified winner measured on every device (7 passes), CSV + heat map
 #
 #   bash experiments/multi_device.sh               # everything
 #   bash experiments/multi_device.sh --tables-only # step 1 only
@@ -33,6 +34,6 @@ build tflite 1
 build torch 1
 [ "${1:-}" = --tables-only ] && exit 0
 "$NAS" search --config experiments/multi_device.yaml --set "run_dir=$RUN" --quiet
-"$NAS" results "$RUN" --export-best "$RUN/best" --measure
-"$PY" experiments/benchmarks/multi_device.py --run "$RUN"
+"$NAS" results "$RUN" --export-best "$RUN/best" --verify 5     # each winner timed on its own device first
+"$PY" experiments/benchmarks/multi_device.py --run "$RUN" --verify 5
 echo "multi_device: winners $RUN/best/, Pareto panels $RUN/pareto.png, matrix experiments/benchmarks/multi_device.csv"

@@ -13,8 +13,9 @@ against the others' of at least its accuracy), and Kendall's tau between the tab
 archs. Writes the matrix as a CSV and a heat map (the CSV's name with .png).
 
 --verify K (per_device runs): first measure each winner on its own device; one over its budget is
-replaced by the next most accurate trial within the predicted budget that measures within it (at most K
-tried; `nas.experiment.verify_winners`).
+replaced by the most accurate trial that measures within it (K candidates per round; a round that finds
+none corrects the table by the bias its candidates showed; `nas.experiment.verify_winners`, as
+`nas results --verify K`).
 """
 
 from __future__ import annotations
