@@ -134,6 +134,9 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
                   f"at {p['result']['latency_ms'][table]:.4g} ms on {table} (predicted)")
         print("\nhypervolume per strategy (same reference point):")
         print(rep.hypervolume.to_string(index=False))
+        if rep.hypervolume_summary is not None:
+            print("\nhypervolume over seeds (mean ± std; paired with random search seed by seed):")
+            print(rep.hypervolume_summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if rep.winners is not None:
         with pd.option_context("display.width", 160, "display.max_colwidth", 60):
             print(f"\nwinner per device (goal {rep.winners.goal.iloc[0]}):")

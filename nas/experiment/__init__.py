@@ -20,7 +20,8 @@ from nas.experiment._config import (ConfigError, EvaluatorConfig, ExperimentConf
 from nas.experiment._build import SearchSetup, build_evaluator, build_latency, build_objective, build_space, prepare_search
 from nas.experiment._rundir import RunFolder, load_run_config
 from nas.experiment._pareto import hypervolume, pareto_mask
-from nas.experiment._results import (RunReport, best_under_budgets, export_best_arch, hypervolume_table, measure_best,
+from nas.experiment._results import (RunReport, best_under_budgets, export_best_arch, hypervolume_summary,
+                                     hypervolume_table, measure_best,
                                      pareto_figure, pareto_plot, report, run_machine_warnings, trials_table,
                                      verify_best)
 from nas.experiment._results_multi import (check_matrix, device_winners, export_winners, matrix, matrix_figure,
@@ -34,6 +35,6 @@ __all__ = ["check_matrix", "device_winners", "export_winners", "matrix", "matrix
            "RunReport", "SearchConfig", "SearchSetup", "SpaceConfig", "StandIns", "StrategyConfig", "TableConfig",
            "WorkerReport", "apply_overrides", "best_under_budgets", "build_evaluator", "build_latency",
            "build_objective", "build_space", "config_from_dict", "export_best_arch", "fail_stale_trials",
-           "heartbeat", "hypervolume", "hypervolume_table", "load_config", "load_run_config", "measure_best", "verify_best",
+           "heartbeat", "hypervolume", "hypervolume_summary", "hypervolume_table", "load_config", "load_run_config", "measure_best", "verify_best",
            "open_storage", "pareto_figure", "pareto_mask", "pareto_plot", "prepare_search", "report",
            "run_machine_warnings", "run_search", "storage_url", "trials_table"]

@@ -151,6 +151,8 @@ class SearchConfig:
     """Rounds of resampling before a budget is declared infeasible."""
     progress: bool = True
     """Show a progress bar (`nas search --quiet` turns it off)."""
+    seeds: int = 1
+    """Runs of every strategy, each with its own seed (studies NAME.LABEL, NAME.LABEL@2, ...): results report hypervolume as mean ± std over them, each seed paired with random search's. A deriving strategy (proxyless) runs once."""
 
 
 @dataclass
@@ -336,7 +338,8 @@ def _check_numbers(config: ExperimentConfig) -> None:
         Objective(target_ms=lat.target_ms, budget_ms=lat.budget_ms, reward=lat.reward, alpha=lat.alpha, beta=lat.beta)
     except SearchError as err:
         raise ConfigError(f"latency: {err}") from None
-    for key, value in (("search.n_trials", search.n_trials), ("search.max_tries", search.max_tries)):
+    for key, value in (("search.n_trials", search.n_trials), ("search.max_tries", search.max_tries),
+                       ("search.seeds", search.seeds)):
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     bad = [b for b in config.results.budgets_ms if not b > 0]

@@ -29,9 +29,9 @@ def trials_table(config: ExperimentConfig) -> pd.DataFrame:
 
     storage = open_storage(storage_url(config))
     rows = []
-    for sc in config.strategies:
+    for sc, repeat in ((sc, r) for sc in config.strategies for r in range(1, config.search.seeds + 1)):
         try:
-            study = optuna.load_study(study_name=study_name(config, sc), storage=storage)
+            study = optuna.load_study(study_name=study_name(config, sc, repeat), storage=storage)
         except KeyError:
             continue
         for t in study.get_trials(deepcopy=False):
@@ -39,7 +39,7 @@ def trials_table(config: ExperimentConfig) -> pd.DataFrame:
             rec = t.user_attrs.get("record") or {}
             who = t.user_attrs.get("worker") or {}
             row: dict[str, Any] = {
-                "strategy": sc.key, "trial": t.number, "state": t.state.name,
+                "strategy": sc.key, "seed": repeat, "trial": t.number, "state": t.state.name,
                 "accuracy": res.get("accuracy", np.nan), "reward": rec.get("reward", np.nan),
                 "params": res.get("params", np.nan), "macs": res.get("macs", np.nan),
                 "ask_seconds": rec.get("ask_seconds", np.nan), "eval_seconds": rec.get("eval_seconds", np.nan),
@@ -94,18 +94,44 @@ def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float] | dict[str, lis
     return pd.DataFrame(rows)
 
 
+def _by_seed(done: pd.DataFrame) -> list[str]:
+    return ["strategy", "seed"] if "seed" in done.columns and done.seed.nunique() > 1 else ["strategy"]
+
+
 def hypervolume_table(df: pd.DataFrame, presets: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Hypervolume (accuracy × ms dominated) per strategy and table, with a shared reference point:
-    the worst accuracy and latency among all completed trials of the run."""
+    """Hypervolume (accuracy × ms dominated) per strategy (and seed, with `search.seeds` > 1) and table,
+    with a shared reference point: the worst accuracy and latency among all completed trials of the run."""
     done = df[df.state == "COMPLETE"]
+    by = _by_seed(done)
     rows = []
     for col in latency_columns(df):
         ref_acc, ref_lat = float(done.accuracy.min()), float(done[col].max()) * 1.0001
-        for key, group in done.groupby("strategy", sort=False):
-            rows.append({"table": col[11:-1], "strategy": key, "trials": len(group),
+        for key, group in done.groupby(by, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            rows.append({"table": col[11:-1], **dict(zip(by, key)), "trials": len(group),
                          "hypervolume": hypervolume(group.accuracy.values, group[col].values, ref_acc, ref_lat),
                          "best_accuracy": float(group.accuracy.max()),
                          "pareto_points": int(pareto_mask(group.accuracy.values, group[col].values).sum())})
+    return pd.DataFrame(rows)
+
+
+def hypervolume_summary(hv: pd.DataFrame, baseline: str = "random") -> pd.DataFrame | None:
+    """Per table and strategy over seeds: hypervolume mean ± std (sample std), and against `baseline`
+    (random search) seed by seed: the mean paired difference and on how many seeds the strategy beats
+    it. None when the run has one seed per strategy."""
+    if "seed" not in hv.columns:
+        return None
+    rows = []
+    for (table, strategy), group in hv.groupby(["table", "strategy"], sort=False):
+        row = {"table": table, "strategy": strategy, "seeds": len(group), "hypervolume_mean": group.hypervolume.mean(),
+               "hypervolume_std": group.hypervolume.std(ddof=1) if len(group) > 1 else np.nan,
+               "best_accuracy_mean": group.best_accuracy.mean()}
+        base = hv[(hv.table == table) & (hv.strategy == baseline)].set_index("seed").hypervolume
+        if strategy != baseline and not base.empty:
+            paired = group.set_index("seed").hypervolume.sub(base).dropna()
+            row.update({f"vs_{baseline}_mean": paired.mean(), f"vs_{baseline}_std": paired.std(ddof=1)
+                        if len(paired) > 1 else np.nan, f"beats_{baseline}": f"{int((paired > 0).sum())}/{len(paired)}"})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -133,8 +159,12 @@ def pareto_figure(df: pd.DataFrame, presets: dict[str, Any], budgets_ms: dict[st
         for i, (key, group) in enumerate(done.groupby("strategy", sort=False)):
             c = colors[i % len(colors)]
             ax.scatter(group[col], group.accuracy, s=9, alpha=0.35, color=c)
-            front = group[pareto_mask(group.accuracy.values, group[col].values)].sort_values(col)
-            ax.step(front[col], front.accuracy, where="post", color=c, lw=1.8, label=f"{key} ({len(group)})")
+            seeds = list(group.groupby("seed", sort=True)) if "seed" in group.columns else [(None, group)]
+            for j, (_, run) in enumerate(seeds):  # one front per seed: the first bold, the others thin
+                front = run[pareto_mask(run.accuracy.values, run[col].values)].sort_values(col)
+                label = f"{key} ({len(group)}{f', {len(seeds)} seeds' if len(seeds) > 1 else ''})" if j == 0 else None
+                ax.step(front[col], front.accuracy, where="post", color=c, lw=1.8 if j == 0 else 0.8,
+                        alpha=1.0 if j == 0 else 0.6, label=label)
         for name, p in presets.items():
             if "result" not in p or table not in p["result"]["latency_ms"]:
                 continue
@@ -184,6 +214,9 @@ class RunReport:
     """A multi-device run's winner per device (`device_winners`; winners.csv); None for one budget."""
     exported_per_device: list[Path] | None = None
     """A multi-device run's `--export-best DIR`: one arch JSON per device."""
+    hypervolume_summary: pd.DataFrame | None = None
+    """With `search.seeds` > 1: hypervolume mean ± std per strategy and its paired comparison to random
+    search (`hypervolume_summary`; hypervolume_summary.csv)."""
     dtype_plot: Path | None = None
     """dtypes.png when the run has float32 and int8 tables of one backend (`dtype_report`)."""
     dtype_ratios: pd.DataFrame | None = None
@@ -215,6 +248,9 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     presets = json.loads(presets_path.read_text()) if presets_path.is_file() else {}
     hv = hypervolume_table(df)
     hv.to_csv(folder / "hypervolume.csv", index=False)
+    hv_summary = hypervolume_summary(hv)
+    if hv_summary is not None:
+        hv_summary.to_csv(folder / "hypervolume_summary.csv", index=False)
     best.drop(columns=["arch"], errors="ignore").to_csv(folder / "best.csv", index=False)
     stand_ins = StandIns.of(config)
     plot = pareto_plot(df, presets, folder / "pareto.png", budgets, stand_ins)
@@ -232,7 +268,7 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     elif export_best is not None:
         exported = export_best_arch(df, export_best, budget_ms if budget_ms is not None else run.budget_ms)
     return RunReport(df, best, hv, csv_path, plot, exported, presets, stand_ins, winners, per_device,
-                     *(dtypes or (None, None)))
+                     hv_summary, *(dtypes or (None, None)))
 
 
 def run_machine_warnings(run: RunFolder) -> list[str]:

@@ -1,6 +1,7 @@
 """`run_search`: run an experiment config; every trial persisted in Optuna storage.
 
-One Optuna study per strategy (``<name>.<strategy label>``) in one storage (SQLite file in the run
+One Optuna study per strategy and seed (``<name>.<strategy label>``, then ``@2``, ``@3``... for
+`search.seeds` > 1) in one storage (SQLite file in the run
 folder by default, any Optuna RDB URL, or a journal file). Each trial records the arch JSON, the
 objectives (accuracy, latency per table, params, MACs, reward), timings, strategy and worker.
 
@@ -48,11 +49,11 @@ class WorkerReport:
 class _Worker:
     """One strategy's study, worked on by this process with the parts `prepare_search` built."""
 
-    def __init__(self, setup: SearchSetup, strategy_config: StrategyConfig, storage: Any) -> None:
-        self.config, self.sc, self.space = setup.config, strategy_config, setup.space
+    def __init__(self, setup: SearchSetup, strategy_config: StrategyConfig, storage: Any, repeat: int = 1) -> None:
+        self.config, self.sc, self.space, self.repeat = setup.config, strategy_config, setup.space, repeat
         self.sources, self.evaluator, self.objective = setup.sources, setup.evaluator, setup.objective
         self.latency_fn = strategy_latency_fn(setup.sources, setup.objective)
-        self.name = study_name(self.config, strategy_config)
+        self.name = study_name(self.config, strategy_config, repeat)
         self.storage = storage
         self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
                                          directions=["maximize", "minimize"])
@@ -63,7 +64,8 @@ class _Worker:
         self.told: set[int] = set()
 
     def _make_strategy(self, first_number: int) -> Strategy:
-        seed = int(np.random.SeedSequence([self.config.seed, first_number]).generate_state(1)[0])
+        entropy = [self.config.seed, first_number] if self.repeat == 1 else [self.config.seed, first_number, self.repeat]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
         return make_strategy(self.sc.name, self.space, self.sc.options, seed=seed, objective=self.objective,
                              latency_fn=self.latency_fn, max_tries=self.config.search.max_tries)
 
@@ -122,7 +124,7 @@ class _Worker:
         """Store the arch, its result and the run's record on `trial` and complete it."""
         trial.set_user_attr("arch", arch.to_json())
         trial.set_user_attr("result", result.to_dict())
-        trial.set_user_attr("record", {"arch_short": arch.short(), "strategy": self.sc.key,
+        trial.set_user_attr("record", {"arch_short": arch.short(), "strategy": self.sc.key, "seed": self.repeat,
                                        "strategy_name": self.sc.name, "evaluator": self.evaluator.name,
                                        "reward": self.objective.score(result), **extra})
         self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
@@ -177,9 +179,12 @@ def run_search(config: ExperimentConfig, *, progress: bool | None = None, strate
     for sc in config.strategies:
         if strategies and sc.key not in strategies:
             continue
-        worker = _Worker(setup, sc, storage)
         deriving = setup.deriving.get(sc.key)
-        reports.append(worker.run(progress) if deriving is None else worker.run_derived(deriving, progress))
+        if deriving is not None:
+            reports.append(_Worker(setup, sc, storage).run_derived(deriving, progress))
+            continue
+        for repeat in range(1, config.search.seeds + 1):
+            reports.append(_Worker(setup, sc, storage, repeat).run(progress))
     save_presets(config, setup.space, setup.evaluator, setup.sources, setup.budget_ms)
     return reports
 

@@ -107,8 +107,9 @@ def ask_trial(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
-def study_name(config: ExperimentConfig, strategy: StrategyConfig) -> str:
-    return f"{config.name}.{strategy.key}"
+def study_name(config: ExperimentConfig, strategy: StrategyConfig, repeat: int = 1) -> str:
+    """``NAME.LABEL`` for a strategy's first run, ``NAME.LABEL@R`` for its R-th (`search.seeds`)."""
+    return f"{config.name}.{strategy.key}" + (f"@{repeat}" if repeat > 1 else "")
 
 
 def _alive(pid: int) -> bool:

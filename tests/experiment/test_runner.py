@@ -326,3 +326,33 @@ def test_heartbeat_fails_trials_of_dead_workers_on_other_hosts(tmp_path) -> None
         assert fail_stale_trials(storage, study) == 1
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {dead.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}
+
+
+def test_seeds_run_every_strategy_again_and_results_carry_error_bars(tmp_path) -> None:
+    raw = _config(tmp_path, strategies=[{"name": "random"}, {"name": "evolution", "options": {"population": 6}}],
+                  search={"n_trials": 12, "progress": False})
+    raw.pop("strategy")
+    run_search(config_from_dict(raw))
+    first = trials_table(config_from_dict(raw))
+    assert set(first.seed) == {1}
+    run_search(config_from_dict(raw, ["search.seeds=3"]))  # two more runs per strategy, same run folder
+    df = trials_table(config_from_dict(raw, ["search.seeds=3"]))
+    assert df.groupby(["strategy", "seed"]).size().to_dict() == {(s, r): 12 for s in ("random", "evolution")
+                                                                  for r in (1, 2, 3)}
+    again = df[df.seed == 1].reset_index(drop=True)
+    assert list(again.arch) == list(first.arch)  # the first seed's studies are the single-seed run's
+    archs = {r: tuple(df[(df.strategy == "random") & (df.seed == r)].arch) for r in (1, 2, 3)}
+    assert len(set(archs.values())) == 3  # each seed its own draws
+    rep = report(config_from_dict(raw, ["search.seeds=3"]).run_dir)
+    assert len(rep.hypervolume) == 6 and set(rep.hypervolume.seed) == {1, 2, 3}
+    summary = rep.hypervolume_summary.set_index("strategy")
+    evo = summary.loc["evolution"]
+    hv = rep.hypervolume.set_index(["strategy", "seed"]).hypervolume
+    assert evo.seeds == 3 and evo.hypervolume_mean == pytest.approx(hv["evolution"].mean())
+    assert evo.hypervolume_std == pytest.approx(hv["evolution"].std(ddof=1))
+    wins = sum(hv["evolution", r] > hv["random", r] for r in (1, 2, 3))
+    assert evo.beats_random == f"{wins}/3"
+    assert evo.vs_random_mean == pytest.approx((hv["evolution"] - hv["random"]).mean())
+    assert (tmp_path / "run" / "hypervolume_summary.csv").is_file()
+    with pytest.raises(ConfigError, match=r"search\.seeds must be >= 1"):
+        config_from_dict(raw, ["search.seeds=0"])
