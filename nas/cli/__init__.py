@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "nas.cli._model",
     "nas.cli._latency",
     "nas.cli._supernet",
+    "nas.cli._finetune",
     "nas.cli._search",
     "nas.cli._list",
 )

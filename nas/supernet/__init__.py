@@ -12,6 +12,7 @@ from nas.supernet._checkpoint import slim_checkpoint
 from nas.supernet._evaluate import SharedWeightEvaluator, accuracy
 from nas.supernet._extract import extract, load_extracted, save_extracted
 from nas.supernet._predictor import AccuracyPredictor, PredictorReport, kendall_tau, load_accuracy_predictor, one_hot
+from nas.supernet._finetune import FinetuneConfig, finetune
 from nas.supernet._quant import fake_quantized
 from nas.supernet._ops import SE_NAMES, ActiveWeights, BNParams, DynamicMBBlock, SupernetError, center_crop, slice_se
 from nas.supernet._supernet import ELASTIC, Supernet, check_space, extreme_arch, largest_arch, smallest_arch
@@ -23,7 +24,7 @@ from nas.supernet._train import (CheckpointError, ConfigError, Phase, TrainConfi
 __all__ = ["ELASTIC", "SE_NAMES", "AccuracyPredictor", "ActiveWeights", "BNParams", "CheckpointError",
            "ConfigError", "DynamicMBBlock", "Phase", "SharedWeightEvaluator", "Supernet", "SupernetError",
            "TrainConfig", "TrainResult", "accuracy", "center_crop", "check_space", "checkpoint_config",
-           "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "fake_quantized", "largest_arch",
+           "checkpoint_evaluator", "config_loaders", "extract", "extreme_arch", "fake_quantized", "FinetuneConfig", "finetune", "largest_arch",
            "load_accuracy_predictor", "load_checkpoint", "make_evaluator", "kendall_tau", "load_extracted",
            "one_hot", "phase_space", "PredictorReport", "recalibrate_bn", "recalibrated", "resize", "sandwich",
            "save_checkpoint", "slice_se", "save_extracted", "slim_checkpoint", "smallest_arch",
