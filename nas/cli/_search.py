@@ -71,6 +71,22 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _against_baseline(rep, table: str, preset: dict) -> str:  # noqa: ANN001 - RunReport
+    """How the best arch within the baseline's budget compares with it, and whether the difference is
+    beyond the binomial noise of the images both were measured on."""
+    from nas.experiment._results import binomial_noise95
+
+    rows = rep.best[(rep.best.table == table) & (rep.best.budget_ms == preset["scaled_to_ms"])]
+    images = (preset["result"].get("extra") or {}).get("val_images")
+    if rows.empty or not images or rows.accuracy.isna().all():
+        return ""
+    best, base = float(rows.accuracy.iloc[0]), float(preset["result"]["accuracy"])
+    noise = binomial_noise95(best, images, base)
+    verdict = "within" if abs(best - base) <= noise else "beyond"
+    return (f"; the best arch within the budget leads it by {100 * (best - base):+.2f} points, {verdict} the binomial "
+            f"noise of {images} images (±{100 * noise:.2f} at 95%)")
+
+
 def _verify(run, rep, args):  # noqa: ANN001, ANN202 - RunFolder, RunReport, Namespace -> (winners | None, arch JSON | None)
     """--verify K: the verified winners (multi-device), or the verified best arch's JSON (one budget);
     --export-best is rewritten with them."""
@@ -131,7 +147,8 @@ def _print_report(rep) -> None:  # noqa: ANN001 - nas.experiment.RunReport
                 continue
             table = next(iter(p["result"]["latency_ms"]))
             print(f"baseline {name}, scaled to {p['scaled_to_ms']:.4g} ms: accuracy {p['result']['accuracy']:.4f} "
-                  f"at {p['result']['latency_ms'][table]:.4g} ms on {table} (predicted)")
+                  f"at {p['result']['latency_ms'][table]:.4g} ms on {table} (predicted)"
+                  + _against_baseline(rep, table, p))
         print("\nhypervolume per strategy (same reference point):")
         print(rep.hypervolume.to_string(index=False))
         if rep.hypervolume_summary is not None:

@@ -31,7 +31,11 @@ class SupernetEvaluator(EvaluatorBase):
         self.also = dict(also or {})
 
     def accuracies(self, archs: Sequence[Arch]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        extras = [{name: float(fn(a)) for name, fn in self.also.items()} for a in archs]
+        """Accuracy per arch; extras: the `also` accuracies and ``val_images`` (how many images each
+        accuracy was measured on, when `shared` says: its binomial noise)."""
+        images = getattr(self.shared, "images", None)
+        extras = [{**{name: float(fn(a)) for name, fn in self.also.items()},
+                   **({"val_images": int(images)} if images else {})} for a in archs]
         return np.array([float(self.shared(a)) for a in archs]), extras
 
     @classmethod

@@ -76,8 +76,17 @@ def default_budgets(df: pd.DataFrame, configured: list[float]) -> dict[str, list
     return out
 
 
+def binomial_noise95(accuracy: float, images: float, other: float | None = None) -> float:
+    """95% half-width of an accuracy measured on `images` images (binomial); with `other`, of the
+    difference of two accuracies on as many images each (unpaired: an upper bound for the same images)."""
+    var = accuracy * (1 - accuracy) + (0.0 if other is None else other * (1 - other))
+    return float(1.959964 * np.sqrt(var / images))
+
+
 def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float] | dict[str, list[float]]) -> pd.DataFrame:
-    """For each table and budget, the most accurate completed arch within it (any strategy)."""
+    """For each table and budget, the most accurate completed arch within it (any strategy), with
+    ``acc_noise95``, the binomial 95% half-width of its accuracy, when the evaluator recorded how
+    many images it measured (``val_images``)."""
     done = df[df.state == "COMPLETE"]
     rows = []
     for col in latency_columns(df):
@@ -88,8 +97,10 @@ def best_under_budgets(df: pd.DataFrame, budgets_ms: list[float] | dict[str, lis
                              "accuracy": np.nan, "latency_ms": np.nan, "arch_short": "(none within budget)"})
                 continue
             best = within.sort_values(["accuracy", col], ascending=[False, True]).iloc[0]
+            noise = {"acc_noise95": binomial_noise95(best.accuracy, best.val_images)} \
+                if "val_images" in best.index and best.val_images > 0 else {}
             rows.append({"table": col[11:-1], "budget_ms": budget, "strategy": best.strategy, "trial": int(best.trial),
-                         "accuracy": best.accuracy, "latency_ms": best[col], "arch_short": best.arch_short,
+                         "accuracy": best.accuracy, **noise, "latency_ms": best[col], "arch_short": best.arch_short,
                          "arch": best.arch})
     return pd.DataFrame(rows)
 

@@ -60,6 +60,13 @@ class SharedWeightEvaluator:
     def __len__(self) -> int:
         return len(self._cache)
 
+    @property
+    def images(self) -> int:
+        """The number of validation images each accuracy is measured on."""
+        if not hasattr(self, "_images"):
+            self._images = sum(int(y.numel()) for _, y in self.validation)
+        return self._images
+
     def clear(self) -> None:
         """Forget cached results (call after the supernet's weights change)."""
         self._cache.clear()

@@ -160,6 +160,6 @@ def test_supernet_evaluator_scores_simulated_int8_on_request_and_keeps_float32_f
         return ev.int8, float(acc[0]), extras[0]
 
     simulated, accuracy, extra = score([int8, fp32], int8=True)
-    assert simulated and set(extra) == {"accuracy_float32"}
-    assert score([int8, fp32]) == (False, extra["accuracy_float32"], {})  # the default: float32
-    assert score([int8], int8=True) == (True, accuracy, {})  # one dtype: nothing else to record
+    assert simulated and set(extra) == {"accuracy_float32", "val_images"} and extra["val_images"] == 300
+    assert score([int8, fp32]) == (False, extra["accuracy_float32"], {"val_images": 300})  # the default: float32
+    assert score([int8], int8=True) == (True, accuracy, {"val_images": 300})  # one dtype: nothing else to record
