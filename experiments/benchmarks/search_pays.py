@@ -228,19 +228,22 @@ def _plot(rows: list[dict], plan: dict, tuned: dict, work: Path, path: Path) -> 
     for ax, (device, (_, prow)) in zip(axes.flat, plan.items()):
         ms = {k: v[0] for k, v in json.loads((work / f"measured_{device}.json").read_text()).items()}
 
-        def point(a):  # noqa: ANN001, ANN202
-            return ms[a.to_json()], 100 * tuned[a]["test"].mean()
+        def point(a):  # noqa: ANN001, ANN202 - (ms, top-1 %, its binomial 95% half-width)
+            p = tuned[a]["test"].mean()
+            return ms[a.to_json()], 100 * p, 100 * Z95 * np.sqrt(p * (1 - p) / len(tuned[a]["test"]))
 
         base = sorted(point(r["baseline"]) for r in prow)
-        ax.plot(*zip(*base), "k-o", label="mobilenetv2_style (hand-designed)")
+        x, y, e = zip(*base)
+        ax.errorbar(x, y, yerr=e, fmt="k-o", capsize=3, label="mobilenetv2_style (hand-designed)")
         for kind, marker, label in (("matched_acc", "^", "searched, matched accuracy"),
                                     ("matched_lat", "s", "searched, matched latency")):
-            pts = [point(r[kind]) for r in prow if r[kind] is not None]
+            pts = list(dict.fromkeys(point(r[kind]) for r in prow if r[kind] is not None))
             if pts:
-                ax.scatter(*zip(*pts), marker=marker, s=50, label=label, zorder=5)
+                x, y, e = zip(*pts)
+                ax.errorbar(x, y, yerr=e, fmt=marker, ms=7, capsize=3, label=label, zorder=5)
         ax.set_title(f"{device}: fine-tuned test top-1 vs measured latency")
         ax.set_xlabel("measured latency (ms, 7 passes)")
-        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylabel("test top-1 (%, bars: binomial 95% of 10,000 images)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
