@@ -96,9 +96,11 @@ def _verify(run, rep, args):  # noqa: ANN001, ANN202 - RunFolder, RunReport, Nam
     for line in notes:
         print(f"verify: {line}")
     for w in winners.itertuples():
-        if w.arch:
+        if w.arch and w.verified_ms == w.verified_ms:  # NaN: the device's backend does not run here
             print(f"verified: {w.device}: trial {w.trial}, accuracy {w.accuracy:.4f}, measured {w.verified_ms:.4g} ms "
                   f"against {w.budget_ms:.4g} ms ({'within' if w.verified_ms <= w.budget_ms else 'OVER'})")
+        elif w.arch:
+            print(f"verify: {w.device}: not measured here (its backend does not run on this machine); winner kept")
     if rep.winners is not None:
         winners.drop(columns=["arch"]).to_csv(run.path / "winners.csv", index=False)
         if args.export_best:

@@ -356,3 +356,15 @@ def test_seeds_run_every_strategy_again_and_results_carry_error_bars(tmp_path) -
     assert (tmp_path / "run" / "hypervolume_summary.csv").is_file()
     with pytest.raises(ConfigError, match=r"search\.seeds must be >= 1"):
         config_from_dict(raw, ["search.seeds=0"])
+
+
+def test_results_verify_names_what_it_cannot_do(tmp_path, capsys) -> None:
+    from nas.cli import main
+
+    raw = _config(tmp_path, search={"n_trials": 6, "progress": False})
+    run_search(config_from_dict(raw))
+    run = str(tmp_path / "run")
+    assert main(["results", run, "--verify", "2"]) == 2
+    assert "has no budget to verify against; pass --budget-ms" in capsys.readouterr().err
+    assert main(["results", run, "--verify", "2", "--budget-ms", "1e9"]) == 0
+    assert "macs-proxy: not measured here" in capsys.readouterr().out  # a stand-in has no backend to time
