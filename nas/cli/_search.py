@@ -43,6 +43,9 @@ def _search(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"{r.study}: {r.completed_here} trials run here, {r.completed_total} completed in all"
               + (f", {r.stale_failed} stale trial(s) of dead workers marked failed" if r.stale_failed else ""))
+    if not any(r.completed_total for r in reports):  # e.g. another worker is still deriving
+        print("no completed trials yet: run `nas results` when the other workers are done")
+        return 0
     _print_report(report(config.run_dir))
     return 0
 

@@ -243,6 +243,9 @@ def report(run: str | Path | RunFolder, export_best: str | Path | None = None, b
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     config, folder = run.config, run.path
     df = trials_table(config)
+    if not (df.state == "COMPLETE").any():
+        states = ", ".join(f"{n} {s.lower()}" for s, n in df.state.value_counts().items())
+        raise ConfigError(f"run {str(folder)!r} has no completed trials yet ({states})")
     df.attrs["title"] = f"{config.name}: {config.space.name} r{','.join(map(str, config.space.resolutions or []))}, " \
                         f"{config.evaluator.name} accuracy"
     csv_path = folder / "trials.csv"

@@ -130,14 +130,40 @@ class _Worker:
         self.study.tell(trial, [result.accuracy, self.objective.latency(result)])
 
     def run_derived(self, strategy: DerivingStrategy, progress: bool) -> WorkerReport:
-        """Run a deriving strategy once; each derived arch is evaluated and stored as a completed trial."""
-        before = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        """Run a deriving strategy once; each derived arch is evaluated and stored as a completed trial.
+
+        Workers started together claim the derivation by trial number: each asks a trial first, and one
+        that finds a live or completed trial numbered below its own leaves the work to that worker (its
+        claim is failed, "another worker derives"). The winner's claim holds its first derived arch."""
+        stale = fail_stale_trials(self.storage, self.study)
+        complete = (optuna.trial.TrialState.COMPLETE,)
+        before = len(self.study.get_trials(deepcopy=False, states=complete))
         if before:  # a derivation is deterministic given the seed: once recorded, a rerun adds nothing
-            return WorkerReport(self.name, 0, before, 0)
-        for arch, notes in strategy.derive(progress):
-            self.record(arch, self.evaluator.evaluate(arch), notes)
-        total = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        return WorkerReport(self.name, total - before, total, 0)
+            return WorkerReport(self.name, 0, before, stale)
+        claim = ask_trial(self.study)
+        claim.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        ahead = [t for t in self.study.get_trials(deepcopy=False)
+                 if t.number < claim.number and t.state != optuna.trial.TrialState.FAIL]
+        if ahead:
+            claim.set_user_attr("fail_reason", f"another worker derives (trial {ahead[0].number})")
+            self.study.tell(claim, state=optuna.trial.TrialState.FAIL)
+            return WorkerReport(self.name, 0, before, stale)
+        first = True
+        try:
+            with heartbeat(self.storage, self.study, claim):
+                for arch, notes in strategy.derive(progress):
+                    if first:
+                        self.space.validate(arch)
+                        self._complete(claim, arch, self.evaluator.evaluate(arch), notes)
+                        first = False
+                    else:
+                        self.record(arch, self.evaluator.evaluate(arch), notes)
+        finally:
+            if first:  # nothing derived (or interrupted before the first arch): the claim is released
+                claim.set_user_attr("fail_reason", "derivation ended before its first arch")
+                self.study.tell(claim, state=optuna.trial.TrialState.FAIL)
+        total = len(self.study.get_trials(deepcopy=False, states=complete))
+        return WorkerReport(self.name, total - before, total, stale)
 
     def _evaluate(self, trial: optuna.Trial) -> None:
         assert self.strategy is not None

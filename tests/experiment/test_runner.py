@@ -368,3 +368,25 @@ def test_results_verify_names_what_it_cannot_do(tmp_path, capsys) -> None:
     assert "has no budget to verify against; pass --budget-ms" in capsys.readouterr().err
     assert main(["results", run, "--verify", "2", "--budget-ms", "1e9"]) == 0
     assert "macs-proxy: not measured here" in capsys.readouterr().out  # a stand-in has no backend to time
+
+
+def test_two_workers_started_together_derive_once(tmp_path) -> None:
+    """A deriving strategy (ProxylessNAS) started by two workers at once is derived by one of them."""
+    table = Path(__file__).resolve().parents[2] / "latency_tables" / "x86-2core_onnxruntime_t1_ofa_mbv3_r32.csv"
+    options = {"steps": 4, "warmup_steps": 2, "batch_size": 8, "dataset": "fashion_mnist_tiny", "n_derived": 3}
+    raw = _config(tmp_path, strategy={"name": "proxyless", "options": options},
+                  latency={"tables": [{"path": str(table), "name": "cpu-ort"}], "target_ms": 0.5},
+                  search={"n_trials": 3, "progress": False})
+    path = _write(tmp_path, raw)
+    procs = [_cli("search", "--config", str(path)) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    df = trials_table(config_from_dict(raw))
+    done = df[df.state == "COMPLETE"]
+    single = _config(tmp_path / "one", strategy={"name": "proxyless", "options": options},
+                     latency={"tables": [{"path": str(table), "name": "cpu-ort"}], "target_ms": 0.5},
+                     search={"n_trials": 3, "progress": False})
+    run_search(config_from_dict(single))
+    assert sorted(done.arch) == sorted(trials_table(config_from_dict(single)).arch)  # one derivation's archs
+    assert all(r.startswith("another worker derives") for r in df[df.state == "FAIL"].fail_reason)
