@@ -388,5 +388,7 @@ def test_two_workers_started_together_derive_once(tmp_path) -> None:
                      latency={"tables": [{"path": str(table), "name": "cpu-ort"}], "target_ms": 0.5},
                      search={"n_trials": 3, "progress": False})
     run_search(config_from_dict(single))
-    assert sorted(done.arch) == sorted(trials_table(config_from_dict(single)).arch)  # one derivation's archs
+    # one derivation: as many archs as a lone worker derives, all from one worker (the archs themselves may
+    # differ in the last bits: torch's thread count differs between the processes)
+    assert len(done) == len(trials_table(config_from_dict(single))) and done.worker.nunique() == 1
     assert all(r.startswith("another worker derives") for r in df[df.state == "FAIL"].fail_reason)
