@@ -29,6 +29,18 @@ def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def forward_batches(net: nn.Module, batches: Iterable[Batch], resolution: int | None = None) -> int:
+    """Run `net` on every batch (images, or ``(images, labels)`` pairs), resized to `resolution` when
+    given, for the statistics it gathers; the number of batches."""
+    seen = 0
+    for batch in batches:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        net(resize(x, resolution) if resolution else x)
+        seen += 1
+    return seen
+
+
+@torch.no_grad()
 def recalibrate_bn(net: nn.Module, batches: Iterable[Batch], resolution: int | None = None) -> nn.Module:
     """Reset every batch norm of `net` and set its running statistics to the exact average over
     `batches` (images, or ``(images, labels)`` pairs), resized to `resolution` when given.
@@ -41,12 +53,8 @@ def recalibrate_bn(net: nn.Module, batches: Iterable[Batch], resolution: int | N
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches seen
     net.train()
-    seen = 0
     try:
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            net(resize(x, resolution) if resolution else x)
-            seen += 1
+        seen = forward_batches(net, batches, resolution)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
@@ -64,4 +72,4 @@ def recalibrated(supernet: nn.Module, arch: Arch, batches: Iterable[Batch]) -> N
     return recalibrate_bn(net, batches, arch.resolution)
 
 
-__all__ = ["recalibrate_bn", "recalibrated", "resize"]
+__all__ = ["forward_batches", "recalibrate_bn", "recalibrated", "resize"]

@@ -21,7 +21,7 @@ from torch import nn
 
 from nas._model import Block, ConvBNAct, Head, Network
 from nas.export import fold_bn
-from nas.supernet._bn import Batch, resize
+from nas.supernet._bn import Batch, forward_batches
 
 WEIGHT_QMAX = 127
 """Symmetric int8 weights: [-127, 127] (ONNX Runtime's symmetric QInt8 range)."""
@@ -111,15 +111,11 @@ def _activation(act: nn.Module) -> nn.Module:
     return _after(_Hardswish() if isinstance(act, nn.Hardswish) else act)
 
 
-def _conv_bn_act(m: ConvBNAct) -> None:
-    m.conv = _layer(m.conv, not isinstance(m.act, _RELU))
-    m.act = _activation(m.act)
-
-
 def _rewrite(net: Network) -> None:
     for m in list(net.modules()):
         if isinstance(m, ConvBNAct):
-            _conv_bn_act(m)
+            m.conv = _layer(m.conv, not isinstance(m.act, _RELU))
+            m.act = _activation(m.act)
     for m in list(net.modules()):
         if isinstance(m, Block) and m.spec.se:
             se, pooled = m.se, _output_point(m.dw)  # the SE pools the depthwise output
@@ -149,15 +145,9 @@ def fake_quantized(net: Network, batches: Iterable[Batch], resolution: int | Non
         raise TypeError(f"fake_quantized takes a nas Network (build_model / extract), not {type(net).__name__}")
     folded = fold_bn(net)
     _rewrite(folded)
-    points = [m for m in folded.modules() if isinstance(m, QuantPoint)]
-    seen = 0
-    for batch in batches:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        folded(resize(x, resolution) if resolution else x)
-        seen += 1
-    if seen == 0:
+    if forward_batches(folded, batches, resolution) == 0:
         raise ValueError("fake_quantized needs at least one calibration batch")
-    for p in points:
+    for p in (m for m in folded.modules() if isinstance(m, QuantPoint)):
         p.freeze()
     _round_weights(folded)
     return folded
