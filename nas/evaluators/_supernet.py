@@ -10,7 +10,7 @@ from nas._arch import Arch
 from nas._config import ConfigError
 from nas._space import SearchSpace
 from nas.evaluators._common import EvaluatorBase
-from nas.evaluators._latency import LatencySource
+from nas.evaluators._latency import LatencySource, TableLatency
 
 
 class SupernetEvaluator(EvaluatorBase):
@@ -74,13 +74,8 @@ class SupernetEvaluator(EvaluatorBase):
 
 
 def table_dtypes(latency: Sequence[LatencySource]) -> set[str]:
-    """The dtypes of the measured tables among `latency` (float32 when a table names none)."""
-    out = set()
-    for source in latency:
-        meta = source.metadata() if callable(getattr(source, "metadata", None)) else {}
-        if meta.get("kind") == "latency table":
-            out.add(str(meta.get("dtype") or "float32"))
-    return out
+    """The dtypes of the measured tables among `latency` (`LatencyTable.dtype`)."""
+    return {s.table.dtype for s in latency if isinstance(s, TableLatency)}
 
 
 def load_accuracy_predictor(space: SearchSpace, **options: Any) -> Any:
