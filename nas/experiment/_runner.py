@@ -112,11 +112,14 @@ class _Worker:
         total = sum(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False))
         return WorkerReport(self.name, done_here, total, stale)
 
-    def record(self, arch: Arch, result: Result, extra: dict[str, Any] | None = None) -> int:
-        """Persist an arch found outside ask/tell (e.g. derived by ProxylessNAS) as a completed trial."""
+    def record(self, arch: Arch, result: Result, extra: dict[str, Any] | None = None,
+               trial: optuna.Trial | None = None) -> int:
+        """Persist an arch found outside ask/tell (e.g. derived by ProxylessNAS) as a completed trial:
+        `trial` (one this worker asked and named itself on), else a new one."""
         self.space.validate(arch)
-        trial = ask_trial(self.study)
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        if trial is None:
+            trial = ask_trial(self.study)
+            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         self._complete(trial, arch, result, extra or {})
         return trial.number
 
@@ -152,12 +155,8 @@ class _Worker:
         try:
             with heartbeat(self.storage, self.study, claim):
                 for arch, notes in strategy.derive(progress):
-                    if first:
-                        self.space.validate(arch)
-                        self._complete(claim, arch, self.evaluator.evaluate(arch), notes)
-                        first = False
-                    else:
-                        self.record(arch, self.evaluator.evaluate(arch), notes)
+                    self.record(arch, self.evaluator.evaluate(arch), notes, claim if first else None)
+                    first = False
         finally:
             if first:  # nothing derived (or interrupted before the first arch): the claim is released
                 claim.set_user_attr("fail_reason", "derivation ended before its first arch")
