@@ -113,10 +113,10 @@ def option_docs(fn: Callable[..., Any]) -> dict[str, str]:
     """An option's description from `fn`'s docstring: a paragraph line ``name: text`` (its
     continuation lines indented under it or running on until a blank line), as one line."""
     docs: dict[str, str] = {}
-    name = None
+    name, params = None, inspect.signature(fn).parameters
     for line in inspect.cleandoc(fn.__doc__ or "").splitlines():
         m = re.match(r"^(\w+): (.+)$", line)
-        if m and m.group(1) in inspect.signature(fn).parameters:
+        if m and m.group(1) in params:
             name = m.group(1)
             docs[name] = m.group(2).strip()
         elif name and line.strip():

@@ -67,16 +67,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    for attempt in range(CREATE_ATTEMPTS):
+    for attempt in range(1, CREATE_ATTEMPTS):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, **kwargs)
+            return _rdb_storage(url, kwargs)
         except (IntegrityError, OperationalError, ProgrammingError):
-            if attempt == CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))  # another worker is creating the schema: it is there next time
-    raise AssertionError("unreachable")
+            time.sleep(0.05 * attempt)  # another worker is creating the schema: it is there next time
+    return _rdb_storage(url, kwargs)  # the last try raises what it meets
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def check_storage(config: ExperimentConfig) -> None:
