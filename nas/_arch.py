@@ -7,7 +7,7 @@ It knows nothing about search spaces; `nas.SearchSpace` decides which archs are 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -58,6 +58,7 @@ class BlockSpec:
     or "mb" (pointwise expand, depthwise k×k, [SE], pointwise linear).
     se: squeeze-excite ratio of the expanded channels (0 = none).
     skip: identity residual; only legal when stride is 1 and in/out channels agree.
+    mid: MBConv only: an explicit expanded width (a pruned layer, off any grid); 0 = in_channels·expand.
     """
 
     op: str
@@ -68,6 +69,7 @@ class BlockSpec:
     se: float = 0.0
     skip: bool = False
     act: str = "relu"
+    mid: int = 0
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -86,6 +88,10 @@ class BlockSpec:
             raise ArchError(f"block se {self.se!r} must be in [0, 1)")
         if self.act not in ACTS:
             raise ArchError(f"block act {self.act!r} is not one of {list(ACTS)}")
+        if not (isinstance(self.mid, int) and not isinstance(self.mid, bool) and self.mid >= 0):
+            raise ArchError(f"block mid {self.mid!r} must be a non-negative integer (0: in_channels x expand)")
+        if self.mid and self.op != "mb":
+            raise ArchError(f"block op {self.op!r} takes no explicit mid width (got {self.mid})")
         object.__setattr__(self, "se", float(self.se))
         object.__setattr__(self, "skip", bool(self.skip))
 
@@ -94,7 +100,23 @@ class BlockSpec:
         for "ds", the output width for "conv"."""
         if self.op == "conv":
             return self.out_channels
-        return in_channels * self.expand if self.op == "mb" else in_channels
+        if self.op == "mb":
+            return self.mid or in_channels * self.expand
+        return in_channels
+
+    def with_mid(self, mid: int, in_channels: int) -> "BlockSpec":
+        """This MBConv with `mid` expanded channels, in one spelling: a whole multiple of in_channels
+        is an expand ratio (mid 0), any other width an explicit mid."""
+        if mid % in_channels == 0:
+            return replace(self, expand=mid // in_channels, mid=0)
+        return replace(self, mid=mid)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields; ``mid`` only when set (so archs on a space's grid keep their JSON and ids)."""
+        data = asdict(self)
+        if not self.mid:
+            del data["mid"]
+        return data
 
     def se_channels(self, in_channels: int) -> int:
         """Bottleneck width of the squeeze-excite (0 when there is none)."""
@@ -106,7 +128,7 @@ class BlockSpec:
         if self.stride != 1:
             parts.append(f"s{self.stride}")
         if self.op == "mb":
-            parts.append(f"e{self.expand}")
+            parts.append(f"m{self.mid}" if self.mid else f"e{self.expand}")
         parts.append(f"c{self.out_channels}")
         if self.se:
             parts.append("se" if self.se == 0.25 else f"se{self.se:g}")
@@ -153,12 +175,19 @@ class BlockKey:
     act: str = "relu"
     feature_channels: int = 0
     num_classes: int = 0
+    mid: int = 0
 
     @classmethod
     def of(cls, spec: BlockSpec, in_channels: int, in_hw: int) -> "BlockKey":
-        """The key of block `spec` run on `in_channels` × `in_hw` × `in_hw` inputs."""
+        """The key of block `spec` run on `in_channels` × `in_hw` × `in_hw` inputs (one layer, one key:
+        a width that is a whole multiple of in_channels as an expand ratio, any other as mid with expand 1)."""
+        expand, mid = spec.expand, spec.mid
+        if mid and mid % in_channels == 0:
+            expand, mid = mid // in_channels, 0
+        elif mid:
+            expand = 1
         return cls("block", spec.op, in_hw, in_channels, spec.out_channels, spec.kernel, spec.stride,
-                   spec.expand, spec.se, spec.skip, spec.act)
+                   expand, spec.se, spec.skip, spec.act, mid=mid)
 
     @property
     def out_hw(self) -> int:
@@ -169,7 +198,7 @@ class BlockKey:
         if self.kind == "head":
             raise ArchError("a head key has no BlockSpec; use head_spec()")
         return BlockSpec(self.op, self.kernel, self.stride, self.out_channels, self.expand,
-                         self.se, self.skip, self.act)
+                         self.se, self.skip, self.act, self.mid)
 
     def head_spec(self) -> HeadSpec:
         if self.kind != "head":
@@ -177,7 +206,11 @@ class BlockKey:
         return HeadSpec(self.out_channels, self.feature_channels, self.act)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain fields; ``mid`` only when set (keys on a space's grid keep their ids)."""
+        data = asdict(self)
+        if not self.mid:
+            del data["mid"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BlockKey":
@@ -208,12 +241,12 @@ class Arch:
             raise ArchError(f"resolution {self.resolution!r} must be a positive integer")
         if self.stem.op != "conv":
             raise ArchError(f"stem must be a 'conv' block, got {self.stem.op!r}")
-        stages = tuple(tuple(stage) for stage in self.stages)
-        object.__setattr__(self, "stages", stages)
+        stages = []
         in_channels = self.stem.out_channels
-        for s, stage in enumerate(stages):
+        for s, stage in enumerate(self.stages):
             if not stage:
                 raise ArchError(f"stage {s} has no layers")
+            blocks = []
             for i, block in enumerate(stage):
                 if not isinstance(block, BlockSpec):
                     raise ArchError(f"stage {s} layer {i} is not a BlockSpec: {block!r}")
@@ -221,7 +254,10 @@ class Arch:
                     raise ArchError(
                         f"stage {s} layer {i}: skip needs stride 1 and equal channels, "
                         f"got stride {block.stride}, {in_channels}->{block.out_channels}")
+                blocks.append(block.with_mid(block.mid, in_channels) if block.mid else block)  # one spelling each
                 in_channels = block.out_channels
+            stages.append(tuple(blocks))
+        object.__setattr__(self, "stages", tuple(stages))
 
     @property
     def blocks(self) -> tuple[BlockSpec, ...]:
@@ -257,8 +293,8 @@ class Arch:
     def to_dict(self) -> dict[str, Any]:
         return {
             "resolution": self.resolution,
-            "stem": asdict(self.stem),
-            "stages": [[asdict(b) for b in stage] for stage in self.stages],
+            "stem": self.stem.to_dict(),
+            "stages": [[b.to_dict() for b in stage] for stage in self.stages],
             "head": asdict(self.head),
         }
 

@@ -14,10 +14,14 @@ from nas._atomic import atomic_write, atomic_write_json
 
 FORMAT_VERSION = 1
 """Version of the table layout (CSV columns + JSON sidecar fields)."""
-KEY_COLUMNS = tuple(f.name for f in fields(BlockKey))
+KEY_COLUMNS = tuple(f.name for f in fields(BlockKey) if f.name != "mid")
 STAT_COLUMNS = ("latency_ms", "mean_ms", "std_ms", "p90_ms", "count", "passes", "spread_pct",
                 "remeasured", "flagged")
 COLUMNS = KEY_COLUMNS + STAT_COLUMNS
+"""The header of a table whose layers all sit on a space's grid."""
+MID_COLUMNS = KEY_COLUMNS + ("mid",) + STAT_COLUMNS
+"""The header once a table holds pruned layers (an explicit MBConv width, `BlockKey.mid`)."""
+HEADERS = (COLUMNS, MID_COLUMNS)
 _INT_KEY_FIELDS = {f.name for f in fields(BlockKey) if f.type in ("int", int)}
 
 
@@ -27,12 +31,15 @@ def sha256_text(text: str) -> str:
 
 def table_csv_text(rows: Iterable[tuple[BlockKey, Mapping[str, Any]]]) -> str:
     """The CSV text of a table: key columns then measurement columns, one row per key."""
+    rows = list(rows)
+    header = MID_COLUMNS if any(key.mid for key, _ in rows) else COLUMNS
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(header)
     for key, stats in rows:
         kd = key.to_dict()
-        writer.writerow([_fmt(kd[c]) for c in KEY_COLUMNS] + [_fmt(stats.get(c, "")) for c in STAT_COLUMNS])
+        cells = [_fmt(kd.get(c, 0)) for c in header[:-len(STAT_COLUMNS)]]
+        writer.writerow(cells + [_fmt(stats.get(c, "")) for c in STAT_COLUMNS])
     return out.getvalue()
 
 
@@ -46,7 +53,7 @@ def _fmt(value: Any) -> str:
 
 def key_from_row(row: Mapping[str, str]) -> BlockKey:
     """Parse the key columns of one CSV row (raises ValueError/KeyError/ArchError on bad cells)."""
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"mid": int(row.get("mid") or 0)}
     for name in KEY_COLUMNS:
         cell = row[name]
         if name in ("kind", "op", "act"):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nas._arch import Arch, ArchError, BlockKey, key_mparams
-from nas._device import (COLUMNS, FORMAT_VERSION, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path, utc_now,
+from nas._device import (COLUMNS, FORMAT_VERSION, HEADERS, STAT_COLUMNS, key_from_row, sha256_text, sidecar_path, utc_now,
                          write_table)
 from nas._errors import HwnasError
 from nas.latency._predict import CompiledPredictor, check_slots_exact, layer_family
@@ -169,8 +169,9 @@ class LatencyTable:
             raise TableError(f"metadata {str(meta_path)!r}: format_version {metadata['format_version']!r} "
                              f"is not {FORMAT_VERSION} (table written by another hwnas version)")
         reader = csv.DictReader(io.StringIO(text))
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise TableError(f"latency table {str(path)!r}: header {reader.fieldnames} is not {list(COLUMNS)}")
+        if tuple(reader.fieldnames or ()) not in HEADERS:
+            raise TableError(f"latency table {str(path)!r}: header {reader.fieldnames} is not {list(COLUMNS)} "
+                             "(with a 'mid' column before latency_ms once it holds pruned layers)")
         entries: dict[BlockKey, dict[str, Any]] = {}
         for line, row in enumerate(reader, start=2):
             try:
@@ -204,6 +205,17 @@ class LatencyTable:
     def _sorted_keys(self) -> list[BlockKey]:
         order = {"stem": 0, "block": 1, "head": 2}
         return sorted(self._entries, key=lambda k: (-k.in_hw, order.get(k.kind, 3), k.short()))
+
+    def add(self, entries: Mapping[BlockKey, Mapping[str, Any]], record: Mapping[str, Any]) -> None:
+        """Add entries measured after the build (e.g. pruned widths, `nas.latency.time_keys`); `record`
+        (date, count, drift factor...) is appended to ``metadata["extended"]``. Existing keys stay."""
+        clash = [k.short() for k in entries if k in self._entries]
+        if clash:
+            raise TableError(f"latency table {self.where} already holds {clash[:3]}")
+        for k, v in entries.items():
+            self._entries[k] = dict(v)
+            self._latency[k] = float(v["latency_ms"])
+        self.metadata.setdefault("extended", []).append(dict(record))
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
