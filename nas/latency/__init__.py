@@ -13,6 +13,7 @@ from nas.latency._adapt import adapt
 from nas.latency._build import NoisyMachineError, build_table
 from nas.latency._check import (CheckResult, canary_archs, check_table, format_check, machine_diffs, machine_warning,
                                 measure_canaries, noise_floor, rescale, warn_if_foreign)
+from nas.latency._extend import time_keys
 from nas.latency._bundle import import_measured, validate_measured, write_bundle
 from nas.latency._predict import CompiledPredictor, PredictError
 from nas.latency._table import Calibration, LatencyTable, MissingKeyError, TableError
@@ -23,5 +24,5 @@ __all__ = ["BACKENDS", "BackendError", "Calibration", "CheckResult", "CompiledPr
            "LatencyTable", "MissingKeyError", "NoisyMachineError", "PassStats", "PredictError", "Protocol",
            "ProtocolError", "TableError", "adapt", "backend_unavailable_reason", "build_table", "calibrate", "canary_archs",
            "check_table", "format_check", "format_report", "import_measured", "machine_diffs", "machine_warning", "measure_archs",
-           "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "validate", "validate_measured",
+           "measure_canaries", "noise_floor", "refit", "rescale", "space_of", "time_keys", "validate", "validate_measured",
            "warn_if_foreign", "write_bundle", "write_validation"]
