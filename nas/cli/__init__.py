@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "nas.cli._latency",
     "nas.cli._supernet",
     "nas.cli._finetune",
+    "nas.cli._compress",
     "nas.cli._search",
     "nas.cli._list",
 )
