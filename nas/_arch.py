@@ -113,10 +113,7 @@ class BlockSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields; ``mid`` only when set (so archs on a space's grid keep their JSON and ids)."""
-        data = asdict(self)
-        if not self.mid:
-            del data["mid"]
-        return data
+        return _plain(self)
 
     def se_channels(self, in_channels: int) -> int:
         """Bottleneck width of the squeeze-excite (0 when there is none)."""
@@ -207,10 +204,7 @@ class BlockKey:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields; ``mid`` only when set (keys on a space's grid keep their ids)."""
-        data = asdict(self)
-        if not self.mid:
-            del data["mid"]
-        return data
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BlockKey":
@@ -387,6 +381,10 @@ def key_macs(key: BlockKey) -> int:
     if spec.se:
         n += 2 * mid * spec.se_channels(cin)
     return n
+
+
+def _plain(spec: "BlockSpec | BlockKey") -> dict[str, Any]:
+    return {k: v for k, v in asdict(spec).items() if k != "mid" or v}
 
 
 def _spec_from_dict(cls: type, data: Any, where: str) -> Any:

@@ -135,10 +135,13 @@ def netadapt(start: Network, config: NetAdaptConfig, env: Env) -> tuple[Network,
     predictor = WidthPredictor(env.table, start.num_classes, start.in_channels, env.run_dir / "work")
     state = load_state(env.run_dir)
     if state is None:
+        from nas.supernet import accuracy
+
         predicted, measured = predictor.predict(start.arch), _measure(start.arch, config, env)
         target = config.target_ms if config.target_ms is not None else config.ratio * measured
         state = {"format": FORMAT, "config": asdict(config), "start": {
-            "arch": start.arch.to_dict(), "predicted_ms": predicted, "measured_ms": measured},
+            "arch": start.arch.to_dict(), "predicted_ms": predicted, "measured_ms": measured,
+            "val_top1": accuracy(start, env.validation, start.arch.resolution)},
             "target_ms": target, "iterations": [], "pending": None, "done": measured <= target,
             "checks": [{"iteration": 0, "predicted_ms": predicted, "measured_ms": measured}]}
         save_extracted(start, model_path(env.run_dir, 0))
@@ -238,8 +241,9 @@ def _rank(result: dict[str, Any]) -> tuple[float, float]:
 
 
 def trajectory(state: dict[str, Any]) -> list[tuple[int, Arch, float | None]]:
-    """(iteration, arch, val top-1) of the start (top-1 None) and every iteration."""
-    out: list[tuple[int, Arch, float | None]] = [(0, Arch.from_dict(state["start"]["arch"]), None)]
+    """(iteration, arch, val top-1) of the start and every iteration."""
+    out: list[tuple[int, Arch, float | None]] = [(0, Arch.from_dict(state["start"]["arch"]),
+                                                   state["start"].get("val_top1"))]
     out += [(it["iteration"], Arch.from_dict(it["arch"]), it["val_top1"]) for it in state["iterations"]]
     return out
 

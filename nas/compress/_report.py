@@ -108,8 +108,8 @@ def _plot(rows: list[dict[str, Any]], state: dict[str, Any], path: Path) -> Path
     ax.axvline(state["start"]["measured_ms"], color="gray", ls="-.", lw=0.8,
                label=f"start {state['start']['measured_ms']:.4f} ms")
     ax.set_xlabel("measured latency (ms, end to end)")
-    ax.set_ylabel("validation top-1 after the short fine-tunes")
-    ax.set_title("NetAdapt trajectory vs uniform width (labels: iteration; same fine-tuning steps)")
+    ax.set_ylabel("validation top-1 (after as many fine-tuning steps)")
+    ax.set_title("NetAdapt vs uniform width scaling (labels: iteration)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
