@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--short-steps", type=int, default=40, help="fine-tuning steps of every candidate")
     p.add_argument("--lr", type=float, default=0.005, help="peak learning rate of the short fine-tunes")
     p.add_argument("--width-step", type=int, default=8, help="widths are multiples of this")
+    p.add_argument("--max-cut", type=float, default=0.5,
+                   help="the largest share of a width's channels one iteration may remove")
     p.add_argument("--passes", type=int, default=7, help="passes of every end-to-end measurement")
     p.add_argument("--seed", type=int, default=0, help="data order of the fine-tunes")
     p.add_argument("--no-baseline", action="store_true", help="skip the uniform-width baseline of the plot")
@@ -50,7 +52,7 @@ def _compress(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = NetAdaptConfig(ratio=args.ratio, target_ms=args.target_ms, step_pct=args.step_pct,
-                            short_steps=args.short_steps, lr=args.lr, width_step=args.width_step,
+                            short_steps=args.short_steps, lr=args.lr, width_step=args.width_step, max_cut=args.max_cut,
                             passes=args.passes, seed=args.seed)
     out = Path(args.out)
     arch = read_arch(args.arch)

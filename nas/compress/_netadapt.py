@@ -2,9 +2,10 @@
 latency on the target device, until it meets a latency target.
 
 Each iteration asks for a further ``step_pct`` % of the start's predicted latency off (halved, down to
-an eighth, when no width can give that much). For every prunable width (`nas.compress.prunable`) it
-finds the largest width that gets the network there by the table (`WidthPredictor`: widths the table
-lacks are timed on the fly with its backend and protocol and added to it), keeps that many channels
+an eighth, when no width can give that much without losing more than ``max_cut`` of its channels).
+For every prunable width (`nas.compress.prunable`) it finds the largest width that gets the network
+there by the table (`WidthPredictor`: widths the table lacks are timed on the fly with its backend and
+protocol and added to it), keeps that many channels
 (`prune`: L1 norm of the reading weights), fine-tunes ``short_steps`` steps and scores top-1 on the
 validation split. The most accurate candidate goes on. After every iteration the network is measured
 end to end (``passes`` passes): the run stops once it measures at or under the target, and the
@@ -61,6 +62,10 @@ class NetAdaptConfig:
     """Peak learning rate of the short fine-tunes (cosine to 0)."""
     width_step: int = 8
     """Widths are multiples of this."""
+    max_cut: float = 0.5
+    """The largest share of a width's channels one iteration may remove. A bigger cut is a cliff the short
+    fine-tune cannot repair, and latency is not linear in it (a network that drops under the cache
+    can run far faster than its table says), so a run takes smaller steps rather than overshoot."""
     passes: int = 7
     """Passes of each end-to-end check."""
     seed: int = 0
@@ -72,6 +77,8 @@ class NetAdaptConfig:
             raise CompressError(f"compress: ratio {self.ratio} must be in (0, 1)")
         if self.target_ms is not None and self.target_ms <= 0:
             raise CompressError(f"compress: target_ms {self.target_ms} must be positive")
+        if not 0 < self.max_cut <= 1:
+            raise CompressError(f"compress: max_cut {self.max_cut} must be in (0, 1]")
         if self.step_pct <= 0 or self.short_steps < 1 or self.width_step < 1 or self.passes < 1:
             raise CompressError(f"compress: step_pct > 0, short_steps, width_step, passes >= 1 needed: {self}")
 
@@ -196,7 +203,7 @@ def _iteration(net: Network, current_ms: float, step_ms: float, goal_ms: float, 
     if not pending or pending["iteration"] != index:
         for fraction in HALVINGS:
             limit_ms = max(goal_ms, current_ms - step_ms * fraction)
-            widths = predictor.largest_widths(net.arch, limit_ms, config.width_step)
+            widths = predictor.largest_widths(net.arch, limit_ms, config.width_step, max_cut=config.max_cut)
             if widths:
                 break
         else:

@@ -87,10 +87,11 @@ class WidthPredictor:
         return self._calibrated(keys, sum(self.guess_ms(k) for k in keys))
 
     def largest_widths(self, arch: Arch, limit_ms: float, step: int = 8,
-                       names: Iterable[str] | None = None) -> dict[str, int]:
+                       names: Iterable[str] | None = None, max_cut: float = 1.0) -> dict[str, int]:
         """For each prunable width (or those in `names`), the largest multiple of `step` below its
         current width for which `arch` with only that width changed is predicted at or under
-        `limit_ms` (timed, not guessed); widths that cannot get there are left out."""
+        `limit_ms` (timed, not guessed), keeping at least (1 − `max_cut`) of its channels; widths
+        that cannot get there are left out."""
         current = prunable(arch)
         names = list(names) if names is not None else list(current)
         ceiling = {n: current[n] for n in names}  # the answer is below this
@@ -100,7 +101,8 @@ class WidthPredictor:
             for name in names:
                 if name in chosen or ceiling[name] <= step:
                     continue
-                widths = range((ceiling[name] - 1) // step * step, 0, -step)
+                lowest = max(step, -(-int(current[name] * (1 - max_cut)) // step) * step)
+                widths = range((ceiling[name] - 1) // step * step, lowest - 1, -step)
                 fit = next((w for w in widths if self.guess_total_ms(with_widths(arch, {name: w})) <= limit_ms), None)
                 if fit is not None:
                     guesses[name] = fit

@@ -118,6 +118,7 @@ def test_a_killed_run_resumes_without_repeating_finished_iterations(tiny_table, 
     for before, after, it in zip([prunable(json_arch(state["start"]["arch"]))] + widths, widths, state["iterations"]):
         changed = {n for n in before if before[n] != after[n]}
         assert changed == {it["layer"]} and after[it["layer"]] == it["width"] < before[it["layer"]]
+        assert it["width"] >= before[it["layer"]] // 2  # max_cut 0.5: at most half the channels per iteration
         assert it["val_top1"] == max(c["val_top1"] for c in it["candidates"].values())
     table = LatencyTable.load(run / "table.csv")
     assert any(k.mid for k in table.keys()) or any(it["layer"] == "head" for it in state["iterations"])
