@@ -129,3 +129,46 @@ def json_arch(data):
     from nas import Arch
 
     return Arch.from_dict(data)
+
+
+def test_cli_compress_then_finetune_and_export_the_pruned_model(tmp_path):
+    """`nas compress` from a (2-step) supernet's subnet, then `nas finetune --model` and `nas extract --model`:
+    the pruned network measures under its target, and its ONNX export computes what torch does."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import nas
+    from nas.cli import main
+    from nas.supernet import TrainConfig, load_extracted, train_supernet
+
+    config = {"seed": 0, "output_dir": str(tmp_path / "ckpt"), "space": {"name": "ofa_mbv3", "resolutions": [28],
+              "width_mult": 0.5}, "data": {"dataset": "fashion_mnist_tiny", "batch_size": 16, "limit": 96},
+              "eval": {"bn_batches": 1, "limit": 64, "batch_size": 32}, "phases": [{"name": "full", "steps": 2, "lr": 0.05}]}
+    train_supernet(TrainConfig.from_dict(config), progress=False, log=lambda s: None)
+    ckpt = str(tmp_path / "ckpt" / "checkpoint.pt")
+    space = nas.load_space("ofa_mbv3", resolutions=[28], num_classes=10, in_channels=1, width_mult=0.5)
+    arch = space.preset("ofa_max", resolution=28)
+    (tmp_path / "a.json").write_text(arch.to_json())
+    build_table(space, "onnxruntime", tmp_path / "t.csv", threads=1, protocol=FAST, canaries=False, progress=False)
+    run = tmp_path / "run"
+    assert main(["compress", "--checkpoint", ckpt, "--arch", str(tmp_path / "a.json"), "--table", str(tmp_path / "t.csv"),
+                 "--ratio", "0.9", "--short-steps", "2", "--passes", "3", "--out", str(run), "--recalibrate-bn", "1",
+                 "--no-baseline", "--quiet", "--threads", "1"]) == 0
+    state = load_state(run)
+    assert state["done"] and state["checks"][-1]["measured_ms"] <= state["target_ms"]
+    pruned = load_extracted(run / "pruned.pt")
+    assert pruned.arch != arch and (run / "trajectory.png").stat().st_size > 0
+    assert json_arch(json.loads((run / "pruned.json").read_text())) == pruned.arch
+    assert main(["finetune", "--checkpoint", ckpt, "--model", str(run / "pruned.pt"), "--steps", "2",
+                 "--recalibrate-bn", "1", "--out", str(tmp_path / "ft.pt"), "--quiet"]) == 0
+    assert main(["extract", "--checkpoint", ckpt, "--model", str(tmp_path / "ft.pt"), "--format", "onnx",
+                 "--out", str(tmp_path / "ft.onnx")]) == 0
+    tuned = load_extracted(tmp_path / "ft.pt")
+    assert tuned.arch == pruned.arch
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        want = tuned(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "ft.onnx"), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1].numpy()})[0] for i in range(2)])
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
