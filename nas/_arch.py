@@ -178,13 +178,9 @@ class BlockKey:
     def of(cls, spec: BlockSpec, in_channels: int, in_hw: int) -> "BlockKey":
         """The key of block `spec` run on `in_channels` × `in_hw` × `in_hw` inputs (one layer, one key:
         a width that is a whole multiple of in_channels as an expand ratio, any other as mid with expand 1)."""
-        expand, mid = spec.expand, spec.mid
-        if mid and mid % in_channels == 0:
-            expand, mid = mid // in_channels, 0
-        elif mid:
-            expand = 1
+        spec = spec.with_mid(spec.mid, in_channels) if spec.mid else spec
         return cls("block", spec.op, in_hw, in_channels, spec.out_channels, spec.kernel, spec.stride,
-                   expand, spec.se, spec.skip, spec.act, mid=mid)
+                   1 if spec.mid else spec.expand, spec.se, spec.skip, spec.act, mid=spec.mid)
 
     @property
     def out_hw(self) -> int:

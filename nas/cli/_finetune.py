@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli._common import add_quiet
+from nas.cli._model import add_subnet_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a subnet extracted from a supernet (optionally distilled from "
                                         "the supernet's largest subnet or another model); resumable")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (its config names the data)")
-    p.add_argument("--arch", default=None, help="arch JSON file (a point of the supernet's space)")
-    p.add_argument("--model", default=None, help="fine-tune this model file instead (`nas extract --format torch`, "
-                                                 "`nas compress`'s pruned.pt, `nas finetune`); its arch is its own")
+    add_subnet_source(p, "fine-tune this model file instead (`nas extract --format torch`, `nas compress`'s "
+                         "pruned.pt, `nas finetune`); its arch is its own")
     p.add_argument("--out", required=True, help="the fine-tuned model (`nas extract --format torch` format), "
                                                 "with <out>.json beside it (settings and accuracy)")
     p.add_argument("--steps", type=int, default=500, help="SGD steps")
@@ -56,16 +56,12 @@ def _finetune(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from nas.cli._model import read_arch
+    from nas.cli._model import load_subnet
     from nas.supernet import (FinetuneConfig, accuracy, checkpoint_config, checkpoint_evaluator, config_loaders,
-                              extract, finetune, load_extracted, recalibrate_bn, save_extracted)
+                              finetune, recalibrate_bn, save_extracted)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if (args.arch is None) == (args.model is None):
-        from nas._errors import HwnasError
-
-        raise HwnasError("nas finetune: give --arch (a subnet of the supernet) or --model (a model file), not both")
     try:
         settings = FinetuneConfig(steps=args.steps, lr=args.lr, seed=args.seed, kd_temperature=args.temperature,
                                   kd_weight=args.kd_weight if args.distill else 0.0)
@@ -74,14 +70,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
         raise HwnasError(str(err)) from None
     supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root)
-    if args.model:
-        net = load_extracted(args.model)
-        arch = net.arch
-    else:
-        arch = read_arch(args.arch)
-        supernet.space.validate(arch)
-        net = extract(supernet, arch)
-    net = net.to(memory_format=torch.channels_last)  # the fast layout for depthwise convs
+    net = load_subnet(args, supernet).to(memory_format=torch.channels_last)  # the fast layout for depthwise convs
+    arch = net.arch
     if args.recalibrate_bn:
         net = recalibrate_bn(net, evaluator.calibration[:args.recalibrate_bn], arch.resolution)
     teacher, teacher_name = (None, None) if not args.distill else _teacher(args.distill, supernet, evaluator.calibration)

@@ -32,6 +32,21 @@ def read_arch(path: str):  # noqa: ANN201 - returns nas.Arch
     return Arch.from_json(text, source=path)
 
 
+def add_subnet_source(p: argparse.ArgumentParser, model_help: str) -> None:
+    """``--arch`` (a subnet of the checkpoint's supernet) or ``--model`` (a model file), exactly one."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help="arch JSON file (a point of the supernet's space)")
+    source.add_argument("--model", help=model_help)
+
+
+def load_subnet(args: argparse.Namespace, supernet):  # noqa: ANN001, ANN201 - a nas.Supernet -> nas.Network
+    """The network `add_subnet_source` named: the model file as saved (any widths, its own arch), or the
+    supernet's subnet for the arch (`extract` checks that it is a point of the space)."""
+    from nas.supernet import extract, load_extracted
+
+    return load_extracted(args.model) if args.model else extract(supernet, read_arch(args.arch))
+
+
 def _summary(args: argparse.Namespace) -> int:
     from nas import count_macs, count_params, layer_table
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nas.cli._common import add_count, add_overrides, add_quiet
+from nas.cli._model import add_subnet_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("extract", help="a subnet of a trained supernet as a standalone model file")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint.pt")
-    p.add_argument("--arch", default=None, help="arch JSON file (a point of the supernet's space)")
-    p.add_argument("--model", default=None, help="export this model file instead (`nas compress`'s pruned.pt, "
-                                                 "`nas finetune`'s output); the checkpoint still names the data")
+    add_subnet_source(p, "export this model file instead (`nas compress`'s pruned.pt, `nas finetune`'s output); "
+                         "the checkpoint still names the data")
     p.add_argument("--format", choices=("torch", "onnx", "tflite"), default="torch", help="model file format")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
@@ -240,13 +240,9 @@ def _evaluate(args: argparse.Namespace, net: Any, out: Path, fp32: Path | None, 
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from nas.cli._model import read_arch
-    from nas.supernet import checkpoint_evaluator, extract, load_extracted, recalibrate_bn, supernet_from_checkpoint
+    from nas.cli._model import load_subnet
+    from nas.supernet import checkpoint_evaluator, recalibrate_bn, supernet_from_checkpoint
 
-    if (args.arch is None) == (args.model is None):
-        from nas._errors import HwnasError
-
-        raise HwnasError("nas extract: give --arch (a subnet of the supernet) or --model (a model file), not both")
     if args.quantize and args.format != "onnx":
         from nas._errors import HwnasError
 
@@ -263,12 +259,8 @@ def _extract(args: argparse.Namespace) -> int:
         supernet, evaluator = checkpoint_evaluator(args.checkpoint, args.data_root)
     else:
         supernet = supernet_from_checkpoint(args.checkpoint)
-    if args.model:  # a pruned or fine-tuned model: its own arch, any widths
-        net = load_extracted(args.model)
-        arch = net.arch
-    else:
-        arch = read_arch(args.arch)
-        net = extract(supernet, arch)
+    net = load_subnet(args, supernet)
+    arch = net.arch
     if args.recalibrate_bn:
         net = recalibrate_bn(net, evaluator.calibration[:args.recalibrate_bn], arch.resolution)
     net.eval()

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import torch
+
 from nas._arch import Arch
 from nas._atomic import atomic_write_json
 from nas._errors import HwnasError
@@ -33,6 +35,7 @@ from nas._model import Network
 from nas.compress._prune import prunable, prune
 from nas.compress._widths import WidthPredictor
 from nas.latency import LatencyTable, measure_archs
+from nas.supernet import FinetuneConfig, accuracy, finetune, load_extracted, save_extracted
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas._space import SearchSpace
@@ -107,8 +110,11 @@ def load_state(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def _save_state(env: Env, state: dict[str, Any]) -> None:
+    """Write the state, and the run's copy of the table when it has gained widths since it was written."""
     atomic_write_json(_state_path(env.run_dir), state)
-    env.table.save(env.run_dir / "table.csv")
+    table = env.run_dir / "table.csv"
+    if env.table.path != table or env.table.metadata.get("entries") != len(env.table):
+        env.table.save(table)
 
 
 def model_path(run_dir: Path, iteration: int) -> Path:
@@ -117,17 +123,11 @@ def model_path(run_dir: Path, iteration: int) -> Path:
 
 def _load(path: Path) -> Network:
     """A saved network in channels-last layout (the fast one for depthwise convs on CPU)."""
-    import torch
-
-    from nas.supernet import load_extracted
-
     return load_extracted(path).to(memory_format=torch.channels_last)
 
 
 def short_finetune(net: Network, env: Env, config: NetAdaptConfig, steps: int, seed: int) -> float:
     """Fine-tune `net` in place for `steps` steps and return its validation top-1."""
-    from nas.supernet import FinetuneConfig, accuracy, finetune
-
     finetune(net, env.train, FinetuneConfig(steps=steps, lr=config.lr, seed=seed), resolution=net.arch.resolution)
     return accuracy(net, env.validation, net.arch.resolution)
 
@@ -136,14 +136,10 @@ def netadapt(start: Network, config: NetAdaptConfig, env: Env) -> tuple[Network,
     """Run (or resume) NetAdapt from `start`; returns the final network and the run's state."""
     from tqdm import tqdm
 
-    from nas.supernet import save_extracted
-
     env.run_dir.mkdir(parents=True, exist_ok=True)
     predictor = WidthPredictor(env.table, start.num_classes, start.in_channels, env.run_dir / "work")
     state = load_state(env.run_dir)
     if state is None:
-        from nas.supernet import accuracy
-
         predicted, measured = predictor.predict(start.arch), _measure(start.arch, config, env)
         target = config.target_ms if config.target_ms is not None else config.ratio * measured
         state = {"format": FORMAT, "config": asdict(config), "start": {
@@ -194,8 +190,6 @@ def _iteration(net: Network, current_ms: float, step_ms: float, goal_ms: float, 
     When no single width can take a whole step off (late in a run, every layer is narrow), the step
     is halved, down to an eighth, before the target is declared out of reach."""
     from tqdm import tqdm
-
-    from nas.supernet import save_extracted
 
     index = len(state["iterations"]) + 1
     started = time.perf_counter()
